@@ -1,0 +1,325 @@
+"""The cleaning pipeline on one machine: shards in parallel, streamed, resumable.
+
+Layout of the output folder ``OUT``::
+
+    OUT/part-00000-of-00004.jsonl   cleaned pages ({"text", "url"}), one file per shard
+    OUT/stats.json                  the report (also printed as a table by the CLI)
+    OUT/_SUCCESS                    written last
+    OUT/_work/config.json           inputs + config: a resumed run must match it
+    OUT/_work/stage1-00000.*        pages after the page rules, their line/span hashes, MinHash
+    OUT/_work/global.json           marker of the global dedup pass (drops-*.npz, near_dups.npy)
+
+Stage 1 (per shard, parallel): page rules + language id; hashes for dedup. Global pass (one
+process): which lines/spans/pages are duplicates. Stage 2 (per shard, parallel): remove them,
+write the final part. Each shard's outputs are renamed into place before its marker (the shard's
+stats as JSON) is written, so a crashed run resumed with ``resume=True`` redoes only unfinished
+shards. Shard ``s`` of ``N`` holds the records whose global index ``i`` has ``i % N == s``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskmix.cleaning import dedup
+from taskmix.cleaning.io import (
+    OUTPUT_FORMATS,
+    AtomicWriter,
+    RawDoc,
+    expand_inputs,
+    read_documents,
+    write_json_atomic,
+)
+from taskmix.cleaning.presets import CleanConfig
+from taskmix.cleaning.rules import Page, apply_rules, build_rules, validate_resources
+from taskmix.cleaning.stats import CleanStats
+from taskmix.data.errors import ConfigError
+
+FORMAT_VERSION = 1
+_ORDER_BITS = 40  # order = file_index << 40 | record_index: input order as one sortable int
+
+
+def clean_text(
+    text: str, cfg: CleanConfig, url: str | None = None, stats: CleanStats | None = None
+) -> str | None:
+    """Clean one page with the page rules (no corpus dedup): the text, or None when dropped."""
+    stats = stats if stats is not None else CleanStats()
+    page = _clean_raw(RawDoc(text, url, "<text>"), build_rules(cfg, stats), cfg, stats)
+    return None if page is None else page.text
+
+
+def _clean_raw(raw: RawDoc, rules, cfg: CleanConfig, stats: CleanStats) -> Page | None:
+    """Input checks (undecodable, empty, gigantic), then the rules. Counts everything."""
+    stats.pages_in += 1
+    if raw.problem is not None or raw.text is None:
+        stats.remove_page(f"input_{raw.problem or 'bad_record'}", 0)
+        return None
+    page = Page.from_text(raw.text, raw.url)
+    stats.lines_in += len(page.lines)
+    if cfg.max_page_chars is not None and len(raw.text) > cfg.max_page_chars:
+        stats.remove_page("input_too_long", len(page.lines))
+        return None
+    if not raw.text.strip():
+        stats.remove_page("input_empty", len(page.lines))
+        return None
+    page = apply_rules(page, rules, stats)
+    if page is not None:
+        stats.pages_out += 1
+        stats.lines_out += len(page.lines)
+    return page
+
+
+def iter_ordered(
+    files: Sequence[str | Path], text_mode: str = "block"
+) -> Iterator[tuple[int, RawDoc]]:
+    """(order, record) over all inputs; ``order`` sorts as the input order."""
+    for file_index, path in enumerate(files):
+        for record_index, raw in enumerate(read_documents(Path(path), text_mode)):
+            yield (file_index << _ORDER_BITS) | record_index, raw
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    files: tuple[str, ...]
+    shard: int
+    num_shards: int
+    cfg: CleanConfig
+    out_dir: str
+    fmt: str = "jsonl"
+    text_mode: str = "block"
+
+    @property
+    def work(self) -> Path:
+        return Path(self.out_dir) / "_work"
+
+    def stage1(self, suffix: str) -> Path:
+        return self.work / f"stage1-{self.shard:05d}{suffix}"
+
+    @property
+    def part(self) -> Path:
+        return Path(self.out_dir) / f"part-{self.shard:05d}-of-{self.num_shards:05d}.{self.fmt}"
+
+
+def run_stage1(job: ShardJob) -> dict[str, Any]:
+    """Page rules over one shard; writes pages, dedup hashes, MinHash signatures, then the marker."""
+    cfg = job.cfg
+    stats = CleanStats()
+    rules = build_rules(cfg, stats)
+    hashes: list[int] = []
+    orders: list[int] = []
+    positions: list[int] = []
+    sig_orders: list[int] = []
+    signatures: list[np.ndarray] = []
+    with AtomicWriter(job.stage1(".jsonl")) as out:
+        for i, (order, raw) in enumerate(iter_ordered(job.files, job.text_mode)):
+            if i % job.num_shards != job.shard:
+                continue
+            page = _clean_raw(raw, rules, cfg, stats)
+            if page is None:
+                continue
+            if cfg.dedup == "lines":
+                keys = dedup.line_keys(page.lines)
+            elif cfg.dedup == "spans":
+                keys = dedup.span_keys(page.lines, page.sentences or [], cfg.span_sentences)
+            else:
+                keys = []
+            for pos, h in keys:
+                hashes.append(h)
+                orders.append(order)
+                positions.append(pos)
+            if cfg.minhash:
+                sig_orders.append(order)
+                signatures.append(
+                    dedup.minhash_signature(page.text, cfg.minhash_num_perm, cfg.minhash_ngram)
+                )
+            out.write({"o": order, "url": page.url, "lines": page.lines, "sents": page.sentences})
+    _save_npz(
+        job.stage1("-hashes.npz"),
+        hashes=np.asarray(hashes, dtype=np.uint64),
+        orders=np.asarray(orders, dtype=np.uint64),
+        positions=np.asarray(positions, dtype=np.uint32),
+        sig_orders=np.asarray(sig_orders, dtype=np.uint64),
+        signatures=np.asarray(signatures, dtype=np.uint64).reshape(
+            len(signatures), cfg.minhash_num_perm
+        ),
+    )
+    result = stats.as_dict()
+    write_json_atomic(job.stage1(".done.json"), result)
+    return result
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run_global_pass(jobs: Sequence[ShardJob]) -> None:
+    """Decide, over the whole corpus, which pages are near-duplicates and which lines/spans repeat."""
+    cfg = jobs[0].cfg
+    work = jobs[0].work
+    loaded = [np.load(job.stage1("-hashes.npz")) for job in jobs]
+    near: set[int] = set()
+    if cfg.minhash:
+        near = dedup.find_near_duplicates(
+            np.concatenate([d["sig_orders"] for d in loaded]),
+            np.concatenate([d["signatures"] for d in loaded]),
+            cfg.minhash_threshold,
+        )
+    near_arr = np.asarray(sorted(near), dtype=np.uint64)
+    hashes = np.concatenate([d["hashes"] for d in loaded])
+    orders = np.concatenate([d["orders"] for d in loaded])
+    positions = np.concatenate([d["positions"] for d in loaded])
+    shard_of = np.concatenate(
+        [np.full(len(d["hashes"]), j.shard) for d, j in zip(loaded, jobs, strict=True)]
+    )
+    alive = ~np.isin(orders, near_arr)  # a near-duplicate page owns nothing
+    drop = np.zeros(len(hashes), dtype=bool)
+    drop[alive] = dedup.find_drops(hashes[alive], orders[alive], positions[alive])
+    for job in jobs:
+        mine = drop & (shard_of == job.shard)
+        _save_npz(
+            work / f"drops-{job.shard:05d}.npz", orders=orders[mine], positions=positions[mine]
+        )
+    _save_npz(work / "near_dups.npz", orders=near_arr)
+    write_json_atomic(
+        work / "global.json", {"near_duplicates": len(near), "drops": int(drop.sum())}
+    )
+
+
+def run_stage2(job: ShardJob) -> dict[str, Any]:
+    """Remove duplicate pages/lines/spans found by the global pass; write the final part."""
+    cfg = job.cfg
+    stats = CleanStats()
+    drops: dict[int, set[int]] = {}
+    near: set[int] = set()
+    if cfg.needs_global_pass:
+        d = np.load(job.work / f"drops-{job.shard:05d}.npz")
+        for order, pos in zip(d["orders"].tolist(), d["positions"].tolist(), strict=True):
+            drops.setdefault(order, set()).add(pos)
+        near = set(np.load(job.work / "near_dups.npz")["orders"].tolist())
+    rule = "dedup_lines" if cfg.dedup == "lines" else "dedup_spans"
+    with AtomicWriter(job.part, job.fmt) as out, open(job.stage1(".jsonl"), encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            lines, sents = rec["lines"], rec["sents"]
+            stats.pages_in += 1
+            stats.lines_in += len(lines)
+            if rec["o"] in near:
+                stats.remove_page("near_duplicate", len(lines))
+                continue
+            mine = drops.get(rec["o"])
+            if mine:
+                n_before = len(lines)
+                if cfg.dedup == "lines":
+                    lines = dedup.drop_lines(lines, mine)
+                    sents = [s for i, s in enumerate(sents) if i not in mine]
+                else:
+                    lines, sents, removed = dedup.drop_spans(lines, sents, mine, cfg.span_sentences)
+                    stats.details["dedup_spans:sentences_removed"] += removed
+                if not lines:
+                    stats.remove_page(rule, n_before)
+                    continue
+                stats.lines_removed[rule] += n_before - len(lines)
+                if cfg.recheck_min_sentences and sum(map(len, sents)) < cfg.min_sentences:
+                    stats.remove_page("dedup_min_sentences", len(lines))
+                    continue
+            stats.pages_out += 1
+            stats.lines_out += len(lines)
+            out.write({"text": "\n".join(lines).strip(), "url": rec["url"]})
+    result = stats.as_dict()
+    write_json_atomic(job.work / f"stage2-{job.shard:05d}.done.json", result)
+    return result
+
+
+def _map(fn, jobs: list[ShardJob], workers: int) -> list[dict[str, Any]]:
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(job) for job in jobs]
+    with multiprocessing.get_context().Pool(min(workers, len(jobs))) as pool:
+        return pool.map(fn, jobs, chunksize=1)
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def clean_corpus(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: CleanConfig,
+    *,
+    workers: int = 1,
+    shards: int | None = None,
+    fmt: str = "jsonl",
+    text_mode: str = "block",
+    resume: bool = False,
+) -> CleanStats:
+    """Clean ``inputs`` into ``out_dir``; returns (and writes to stats.json) the report.
+
+    Everything the run needs (inputs, word lists, libraries, a fresh or matching output folder)
+    is checked before any work starts.
+    """
+    files = [str(p) for p in expand_inputs(list(inputs))]
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format: expected one of {OUTPUT_FORMATS}, got {fmt!r}")
+    if text_mode not in ("block", "file"):
+        raise ConfigError(f"text_mode: expected 'block' or 'file', got {text_mode!r}")
+    validate_resources(cfg)
+    workers = max(1, workers)
+    shards = shards if shards is not None else workers
+    if shards < 1:
+        raise ConfigError(f"shards: expected a positive count, got {shards}")
+    out = Path(out_dir)
+    work = out / "_work"
+    manifest = {
+        "version": FORMAT_VERSION,
+        "inputs": [str(Path(f).resolve()) for f in files],
+        "shards": shards,
+        "format": fmt,
+        "text_mode": text_mode,
+        "config": cfg.to_dict(),
+    }
+    previous = _read_marker(work / "config.json")
+    if previous is not None and resume:
+        if previous != manifest:
+            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+            raise ConfigError(
+                f"cannot resume into {str(out)!r}: it was started with different {changed}; "
+                "use a new output folder"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"output folder {str(out)!r} is not empty; pass --resume to continue a run there "
+            "or choose a new folder"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(work / "config.json", manifest)
+
+    jobs = [ShardJob(tuple(files), s, shards, cfg, str(out), fmt, text_mode) for s in range(shards)]
+    todo = [j for j in jobs if _read_marker(j.stage1(".done.json")) is None]
+    _map(run_stage1, todo, workers)
+    first = [CleanStats.from_dict(_read_marker(j.stage1(".done.json"))) for j in jobs]
+    if cfg.needs_global_pass and _read_marker(work / "global.json") is None:
+        run_global_pass(jobs)
+    todo = [j for j in jobs if _read_marker(j.work / f"stage2-{j.shard:05d}.done.json") is None]
+    _map(run_stage2, todo, workers)
+    second = [
+        CleanStats.from_dict(_read_marker(j.work / f"stage2-{j.shard:05d}.done.json")) for j in jobs
+    ]
+
+    total1, total2 = CleanStats(), CleanStats()
+    for s in first:
+        total1.add(s)
+    for s in second:
+        total2.add(s)
+    stats = CleanStats.chain(total1, total2)
+    write_json_atomic(out / "stats.json", stats.as_dict())
+    (out / "_SUCCESS").write_text("")
+    return stats

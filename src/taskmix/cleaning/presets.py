@@ -1,0 +1,98 @@
+"""Cleaning configs: one typed dataclass, two named presets (``paper`` and ``tfds``).
+
+The presets differ exactly where SPEC §3 says the T5 paper and the TFDS code that produced C4
+differ; every other rule is shared. Any field can be overridden by keyword.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from taskmix.data.errors import ConfigError
+
+Dedup = Literal["none", "lines", "spans"]
+SentenceSplitter = Literal["punkt", "regex"]
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Every threshold of the C4 rules. ``None`` or ``False`` switches a rule off."""
+
+    # Line rules (a line is a newline-separated piece of a page).
+    max_word_length: int | None = None  # drop lines with a longer whitespace-separated word
+    strip_citations: bool = False  # remove "[1]", "[edit]", "[citation needed]" from lines
+    require_terminal_punct: bool = True  # keep lines ending in . ? ! " (and not in "...")
+    min_words_per_line: int = 3
+    drop_javascript_lines: bool = True
+    drop_policy_lines: bool = False  # cookie / privacy-policy / terms-of-use lines
+    # Page rules.
+    drop_lorem_ipsum: bool = True
+    drop_curly_brace: bool = True
+    bad_words_file: str | None = None  # one word per line (LDNOOBW "en"); None = rule off
+    min_sentences: int = 5
+    langdetect: bool = True
+    language: str = "en"
+    min_language_prob: float = 0.99
+    max_page_chars: int | None = 190_000  # gigantic pages are skipped (TFDS is_valid_length)
+    # Variants: RealNews-like (allowed domains) and WebText-like (allowed URLs).
+    domain_allowlist_file: str | None = None
+    url_list_file: str | None = None
+    # Corpus-level deduplication.
+    dedup: Dedup = "spans"
+    span_sentences: int = 3
+    recheck_min_sentences: bool = False  # re-apply min_sentences after dedup (TFDS does)
+    minhash: bool = False
+    minhash_threshold: float = 0.8
+    minhash_num_perm: int = 128
+    minhash_ngram: int = 5
+    sentence_splitter: SentenceSplitter = "punkt"
+
+    def __post_init__(self) -> None:
+        if self.dedup not in ("none", "lines", "spans"):
+            raise ConfigError(f"dedup: expected 'none', 'lines' or 'spans', got {self.dedup!r}")
+        if self.sentence_splitter not in ("punkt", "regex"):
+            raise ConfigError(
+                f"sentence_splitter: expected 'punkt' or 'regex', got {self.sentence_splitter!r}"
+            )
+        for key in ("min_words_per_line", "min_sentences", "span_sentences", "minhash_ngram"):
+            if getattr(self, key) < 0 or (key == "span_sentences" and self.span_sentences < 1):
+                raise ConfigError(f"{key}: expected a non-negative count, got {getattr(self, key)}")
+        if not 0.0 <= self.min_language_prob <= 1.0:
+            raise ConfigError(f"min_language_prob: expected 0..1, got {self.min_language_prob}")
+        if not 0.0 < self.minhash_threshold <= 1.0:
+            raise ConfigError(f"minhash_threshold: expected (0, 1], got {self.minhash_threshold}")
+
+    @property
+    def needs_global_pass(self) -> bool:
+        return self.dedup != "none" or self.minhash
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PAPER = CleanConfig()
+
+TFDS = CleanConfig(
+    max_word_length=1000,
+    strip_citations=True,
+    min_words_per_line=5,
+    drop_policy_lines=True,
+    min_sentences=3,
+    dedup="lines",
+    recheck_min_sentences=True,
+)
+
+PRESETS: dict[str, CleanConfig] = {"paper": PAPER, "tfds": TFDS}
+
+
+def get_preset(name: str, **overrides: Any) -> CleanConfig:
+    """The named preset with ``overrides`` applied; unknown names and keys are ConfigErrors."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown cleaning preset {name!r}; expected one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(CleanConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown cleaning option(s) {unknown}; known: {sorted(fields)}")
+    return dataclasses.replace(PRESETS[name], **overrides)

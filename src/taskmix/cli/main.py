@@ -1,0 +1,45 @@
+"""The ``taskmix`` command. Each command group lives in its own module with a ``register``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from taskmix import __version__
+from taskmix.data.errors import TaskmixError
+
+# Modules of taskmix.cli, each with ``register(subparsers)`` adding its commands.
+COMMAND_MODULES = ["tasks", "mixture", "tokenizer", "objectives", "clean", "train", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskmix", description="Multi-task text-to-text transfer learning."
+    )
+    parser.add_argument("--version", action="version", version=f"taskmix {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"taskmix.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"taskmix.cli.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TaskmixError as err:
+        print(f"taskmix: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data layer: tasks, sources, mixtures, vocabularies, feature converters."""

@@ -1,0 +1,145 @@
+"""The embedded default data: a generated world, a pre-training corpus and 26 supervised tasks.
+
+Nothing is downloaded: ``ensure_data(seed)`` generates everything deterministically into
+``data_dir(seed)`` the first time it is needed (a few seconds). ``register_default_tasks()``
+(called by ``taskmix.data.registry`` on the first registry read, never at import) registers
+
+- every task of ``tasks.SPECS`` (24 in the 8 ExMix families, plus ``world_stsb`` and
+  ``translate_en_zarnic``, which no default mixture contains: they are for out-of-mixture tests);
+- ``world_corpus``, the corpus as a task (``{"text"}`` -> ``{"targets": text}``, tokenized);
+- the mixtures ``default`` (all 24 in-mixture tasks) and ``family_<family>`` (one per family),
+  examples-proportional with cap ``DEFAULT_CAP``.
+
+See docs/default_data.md for every task, its sizes, metrics, chance level and an example.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from taskmix.data.default.generate import VERSION, data_dir, ensure_data, load_manifest
+from taskmix.data.default.tasks import FAMILIES, SPECS
+from taskmix.data.default.vocab import default_vocabulary
+from taskmix.data.task import Example, Feature, Task, map_examples, tokenize
+
+__all__ = [
+    "CORPUS_TASK",
+    "DEFAULT_CAP",
+    "FAMILIES",
+    "SPECS",
+    "VERSION",
+    "data_dir",
+    "default_tasks",
+    "default_vocabulary",
+    "ensure_data",
+    "load_manifest",
+    "register_default_tasks",
+]
+
+# Tasks above 2000 training examples (world_nli 5000, world_squad 3000) are capped, as T5 caps
+# MNLI-sized sets with K = 2^19 and ExT5 caps at 3e5: large tasks cannot drown the small ones.
+DEFAULT_CAP = 2000
+CORPUS_TASK = "world_corpus"
+
+
+def _formatter(spec):
+    def fn(record: Example) -> Example:
+        return spec.format(record)
+
+    fn.__name__ = fn.__qualname__ = f"format_{spec.name}"
+    return fn
+
+
+def _corpus_to_targets(record: Example) -> Example:
+    """A corpus document becomes a targets-only example (objectives make the inputs later)."""
+    out: Example = {"targets": record["text"]}
+    if "_where" in record:
+        out["_where"] = record["_where"]
+    return out
+
+
+def default_tasks(seed: int = 0) -> list[Task]:
+    """The default tasks of ``seed`` (generating the data if needed), corpus task last."""
+    from taskmix.data.default.generate import corpus_files, task_files
+    from taskmix.data.sources import JsonlSource
+
+    root = ensure_data(seed)
+    manifest = load_manifest(seed)
+    vocab = default_vocabulary(seed)
+    features = {"inputs": Feature(vocab), "targets": Feature(vocab)}
+    tasks = []
+    for spec in SPECS:
+        entry = manifest["tasks"][spec.name]
+        files = task_files(root, spec.name)
+        tasks.append(
+            Task(
+                name=spec.name,
+                source=JsonlSource({split: str(path) for split, path in files.items()}),
+                preprocessors=[map_examples(_formatter(spec)), tokenize],
+                output_features=features,
+                family=spec.family,
+                postprocessor=spec.postprocessor,
+                metric_names=spec.metrics,
+                description=spec.description,
+                metadata={
+                    "chance": dict(entry["chance"]),
+                    "in_mixture": spec.in_mixture,
+                    "labels": list(spec.labels) if spec.labels else None,
+                    "positive_label": spec.positive_label,
+                    "example": dict(entry["example"]),
+                    "default_data_seed": seed,
+                },
+            )
+        )
+    tasks.append(
+        Task(
+            name=CORPUS_TASK,
+            source=JsonlSource({s: str(p) for s, p in corpus_files(root).items()}),
+            preprocessors=[map_examples(_corpus_to_targets), tokenize],
+            output_features={"inputs": Feature(vocab, required=False), "targets": Feature(vocab)},
+            family="pretraining",
+            description="Documents about the world, for span corruption (no objective applied yet).",
+            metadata={"chance": {}, "in_mixture": False, "default_data_seed": seed},
+        )
+    )
+    return tasks
+
+
+_registered = False
+
+
+def _add(registry, item) -> None:
+    """Register ``item`` unless the user already registered that name (theirs wins, loudly)."""
+    if item.name in registry:
+        warnings.warn(
+            f"{registry.kind} {item.name!r} is already registered; the default one is not added",
+            stacklevel=3,
+        )
+        return
+    registry.add(item)
+
+
+def register_default_tasks() -> None:
+    """Add the default tasks and mixtures to the registries; calling it again does nothing."""
+    global _registered
+    if _registered:
+        return
+    _registered = True  # first, so a registry read below cannot re-enter
+    from taskmix.data.mixtures import Mixture
+    from taskmix.data.registry import MixtureRegistry, TaskRegistry
+
+    try:
+        for task in default_tasks(0):
+            _add(TaskRegistry, task)
+        in_mixture = [s.name for s in SPECS if s.in_mixture]
+        _add(
+            MixtureRegistry,
+            Mixture("default", in_mixture, strategy="proportional", cap=DEFAULT_CAP),
+        )
+        for family in FAMILIES:
+            names = [s.name for s in SPECS if s.in_mixture and s.family == family]
+            mixture = Mixture(f"family_{family}", names, strategy="proportional", cap=DEFAULT_CAP)
+            _add(MixtureRegistry, mixture)
+    except BaseException:
+        _registered = False
+        raise

@@ -1,0 +1,260 @@
+"""T5 building blocks. Module and parameter names mirror transformers' T5 so state_dicts line up
+with Hugging Face checkpoints (``encoder.block.0.layer.0.SelfAttention.q.weight`` ...)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskmix.models.config import T5Config
+
+
+class T5LayerNorm(nn.Module):
+    """RMS norm: scale only, no bias and no mean subtraction; statistics in fp32."""
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.float().pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        return self.weight * x.to(self.weight.dtype)
+
+
+class DenseActDense(nn.Module):
+    """T5.1.0 feed-forward: ReLU between two bias-free projections."""
+
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wo(self.dropout(F.relu(self.wi(x))))
+
+
+class DenseGatedActDense(nn.Module):
+    """T5.1.1 feed-forward: gelu_new (tanh approximation) gate times a linear branch."""
+
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = F.gelu(self.wi_0(x), approximate="tanh")
+        return self.wo(self.dropout(gate * self.wi_1(x)))
+
+
+class LayerFF(nn.Module):
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.DenseReluDense = DenseGatedActDense(config) if config.is_gated else DenseActDense(config)
+        self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head attention without 1/sqrt(d_kv) scaling (T5 folds it into the initialisation).
+
+    ``attn_bias`` is an additive float tensor (B or 1, H or 1, Lq, Lk) holding the relative
+    position bias plus a large negative value at masked positions."""
+
+    def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
+        super().__init__()
+        self.n_heads = config.num_heads
+        self.d_kv = config.d_kv
+        inner = config.num_heads * config.d_kv
+        self.q = nn.Linear(config.d_model, inner, bias=False)
+        self.k = nn.Linear(config.d_model, inner, bias=False)
+        self.v = nn.Linear(config.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, config.d_model, bias=False)
+        self.dropout = config.dropout_rate
+        if has_relative_attention_bias:
+            self.relative_attention_bias = nn.Embedding(
+                config.relative_attention_num_buckets, config.num_heads
+            )
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, attn_bias: torch.Tensor, kv: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        source = x if kv is None else kv
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(source)), self._heads(self.v(source))
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_bias.to(q.dtype),
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=1.0,
+        )
+        batch, _, length, _ = out.shape
+        return self.o(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class LayerSelfAttention(nn.Module):
+    def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
+        super().__init__()
+        self.SelfAttention = Attention(config, has_relative_attention_bias)
+        self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.SelfAttention(self.layer_norm(x), attn_bias))
+
+
+class LayerCrossAttention(nn.Module):
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.EncDecAttention = Attention(config)
+        self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.EncDecAttention(self.layer_norm(x), attn_bias, kv=kv))
+
+
+class Block(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention, feed-forward (HF's ``layer`` list)."""
+
+    def __init__(
+        self,
+        config: T5Config,
+        *,
+        cross_attention: bool,
+        has_relative_attention_bias: bool,
+        share_with: Block | None = None,
+    ):
+        super().__init__()
+        # share_with: reuse another block's self-attention and feed-forward (shared enc/dec variant).
+        self_attn = (
+            share_with.layer[0]
+            if share_with is not None
+            else LayerSelfAttention(config, has_relative_attention_bias)
+        )
+        ff = share_with.layer[-1] if share_with is not None else LayerFF(config)
+        layers: list[nn.Module] = [self_attn]
+        if cross_attention:
+            layers.append(LayerCrossAttention(config))
+        layers.append(ff)
+        self.layer = nn.ModuleList(layers)
+        self.has_cross_attention = cross_attention
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_bias: torch.Tensor,
+        cross_states: torch.Tensor | None = None,
+        cross_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.layer[0](x, attn_bias)
+        if self.has_cross_attention:
+            x = self.layer[1](x, cross_states, cross_bias)
+        return self.layer[-1](x)
+
+
+def relative_position_bucket(
+    relative_position: torch.Tensor, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> torch.Tensor:
+    """Mesh-TF / T5 bucketing of ``key_pos - query_pos``: exact buckets for small distances,
+    log-spaced ones up to ``max_distance``; with ``bidirectional`` half the buckets are for
+    keys after the query, otherwise keys after the query share bucket 0."""
+    buckets = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative_position > 0).long() * num_buckets
+        distance = relative_position.abs()
+    else:
+        distance = (-relative_position).clamp(min=0)
+    max_exact = num_buckets // 2
+    is_small = distance < max_exact
+    # clamp(min=1) only avoids log(0) in the unused branch; small distances take the exact bucket.
+    large = max_exact + (
+        torch.log(distance.clamp(min=1).float() / max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
+    ).long()
+    large = large.clamp(max=num_buckets - 1)
+    return buckets + torch.where(is_small, distance, large)
+
+
+def mask_to_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean ``allowed`` -> additive float mask: 0 where allowed, the dtype's minimum elsewhere
+    (finite, so a fully masked padding row yields no NaN)."""
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
+class Stack(nn.Module):
+    """A stack of blocks with one relative position bias (held, as in HF, by block 0's
+    self-attention) computed once per forward and shared by every layer."""
+
+    def __init__(
+        self,
+        config: T5Config,
+        num_layers: int,
+        *,
+        cross_attention: bool,
+        bidirectional: bool,
+        share_with: Stack | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.bidirectional = bidirectional
+        self.block = nn.ModuleList(
+            Block(
+                config,
+                cross_attention=cross_attention,
+                has_relative_attention_bias=i == 0,
+                share_with=None if share_with is None else share_with.block[i],
+            )
+            for i in range(num_layers)
+        )
+        self.final_layer_norm = (
+            share_with.final_layer_norm
+            if share_with is not None
+            else T5LayerNorm(config.d_model, config.layer_norm_epsilon)
+        )
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    @property
+    def relative_attention_bias(self) -> nn.Embedding:
+        return self.block[0].layer[0].SelfAttention.relative_attention_bias
+
+    def position_bias(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """(B, Lq) and (B, Lk) positions (B may be 1) -> bias (B, H, Lq, Lk)."""
+        relative = key_pos[:, None, :] - query_pos[:, :, None]
+        buckets = relative_position_bucket(
+            relative,
+            bidirectional=self.bidirectional,
+            num_buckets=self.config.relative_attention_num_buckets,
+            max_distance=self.config.relative_attention_max_distance,
+        )
+        return self.relative_attention_bias(buckets).permute(0, 3, 1, 2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_bias: torch.Tensor,
+        cross_states: torch.Tensor | None = None,
+        cross_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.dropout(x)
+        for block in self.block:
+            x = block(x, attn_bias, cross_states, cross_bias)
+        return self.dropout(self.final_layer_norm(x))

@@ -1,0 +1,196 @@
+"""The T5 encoder-decoder (SPEC §2), optionally with encoder and decoder sharing parameters.
+
+Forward takes seqio-named batch features (torch tensors of shape (B, L)) and handles packed
+rows: attention never crosses segments and the relative position bias uses per-segment positions,
+so a packed row scores exactly as its examples would one by one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskmix.models import masks
+from taskmix.models.config import T5Config
+from taskmix.models.layers import (
+    Attention,
+    DenseActDense,
+    DenseGatedActDense,
+    Stack,
+    T5LayerNorm,
+    mask_to_bias,
+)
+
+
+@dataclass
+class ModelOutput:
+    """``loss`` = ``loss_sum / num_tokens`` (token-weighted mean cross-entropy). A trainer that
+    accumulates gradients sums ``loss_sum`` and ``num_tokens`` over micro-batches instead."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None
+    num_tokens: torch.Tensor | None = None
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, loss_sum, num_tokens); weights default to 1 on non-padding targets (id > 0)."""
+    if weights is None:
+        weights = targets > 0
+    weights = weights.to(torch.float32)
+    token_ce = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction="none"
+    ).view_as(weights)
+    loss_sum = (token_ce * weights).sum()
+    num_tokens = weights.sum()
+    return loss_sum / num_tokens.clamp(min=1e-9), loss_sum, num_tokens
+
+
+def init_weights(module: nn.Module, config: T5Config) -> None:
+    """T5 / HF initialisation (Mesh-TF scales): the attention's missing 1/sqrt(d_kv) lives in q's init."""
+    d, h, k = config.d_model, config.num_heads, config.d_kv
+    for m in module.modules():
+        if isinstance(m, T5LayerNorm):
+            nn.init.ones_(m.weight)
+        elif isinstance(m, Attention):
+            nn.init.normal_(m.q.weight, std=(d * k) ** -0.5)
+            nn.init.normal_(m.k.weight, std=d**-0.5)
+            nn.init.normal_(m.v.weight, std=d**-0.5)
+            nn.init.normal_(m.o.weight, std=(h * k) ** -0.5)
+            if hasattr(m, "relative_attention_bias"):
+                nn.init.normal_(m.relative_attention_bias.weight, std=d**-0.5)
+        elif isinstance(m, DenseActDense):
+            nn.init.normal_(m.wi.weight, std=d**-0.5)
+            nn.init.normal_(m.wo.weight, std=config.d_ff**-0.5)
+        elif isinstance(m, DenseGatedActDense):
+            nn.init.normal_(m.wi_0.weight, std=d**-0.5)
+            nn.init.normal_(m.wi_1.weight, std=d**-0.5)
+            nn.init.normal_(m.wo.weight, std=config.d_ff**-0.5)
+    nn.init.normal_(module.shared.weight, std=1.0)
+    if module.lm_head is not None:
+        nn.init.normal_(module.lm_head.weight, std=1.0)
+
+
+class LMHead(nn.Module):
+    """Shared by the model families: tied (scale by d_model**-0.5, project with the embedding,
+    T5.1.0) or an untied ``lm_head`` (T5.1.1)."""
+
+    config: T5Config
+    shared: nn.Embedding
+    lm_head: nn.Linear | None
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.lm_head is None:
+            return F.linear(hidden * self.config.d_model**-0.5, self.shared.weight)
+        return self.lm_head(hidden)
+
+    def _make_head(self, config: T5Config) -> None:
+        self.config = config
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.lm_head = (
+            None
+            if config.tie_word_embeddings
+            else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        )
+
+
+class T5Model(LMHead):
+    """Encoder-decoder T5. ``config.shared_encoder_decoder`` makes the decoder reuse the
+    encoder's self-attention, feed-forward, layer norms and position-bias table (only
+    cross-attention is decoder-only), about half the parameters."""
+
+    def __init__(self, config: T5Config):
+        super().__init__()
+        if config.architecture != "encoder_decoder":
+            raise ValueError(
+                f"T5Model needs architecture 'encoder_decoder', got {config.architecture!r}; use build_model"
+            )
+        self._make_head(config)
+        self.encoder = Stack(config, config.num_layers, cross_attention=False, bidirectional=True)
+        self.decoder = Stack(
+            config,
+            config.num_decoder_layers,
+            cross_attention=True,
+            bidirectional=False,
+            share_with=self.encoder if config.shared_encoder_decoder else None,
+        )
+        init_weights(self, config)
+
+    # --- pieces used by forward, generation and scoring -------------------------------------
+    def encode(
+        self,
+        encoder_input_tokens: torch.Tensor,
+        encoder_segment_ids: torch.Tensor | None = None,
+        encoder_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encoder hidden states (B, L, d_model)."""
+        tokens = encoder_input_tokens
+        x = self.shared(tokens)
+        pos = masks.positions_or_default(encoder_positions, tokens.shape[1], tokens.device)
+        bias = self.encoder.position_bias(pos, pos) + mask_to_bias(
+            masks.fully_visible_mask(tokens, encoder_segment_ids), x.dtype
+        )
+        return self.encoder(x, bias)
+
+    def decode(
+        self,
+        encoder_hidden: torch.Tensor,
+        encoder_input_tokens: torch.Tensor,
+        decoder_input_tokens: torch.Tensor,
+        decoder_target_tokens: torch.Tensor | None = None,
+        encoder_segment_ids: torch.Tensor | None = None,
+        decoder_segment_ids: torch.Tensor | None = None,
+        decoder_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced decoder logits (B, L, vocab)."""
+        tokens = decoder_input_tokens
+        length = tokens.shape[1]
+        x = self.shared(tokens)
+        pos = masks.positions_or_default(decoder_positions, length, tokens.device)
+        valid = None if decoder_target_tokens is None else decoder_target_tokens > 0
+        allowed = masks.causal_mask(
+            length, tokens.device, segment_ids=decoder_segment_ids, valid=valid
+        )
+        self_bias = self.decoder.position_bias(pos, pos) + mask_to_bias(allowed, x.dtype)
+        cross_bias = mask_to_bias(
+            masks.cross_mask(encoder_input_tokens, encoder_segment_ids, decoder_segment_ids),
+            x.dtype,
+        )
+        hidden = self.decoder(x, self_bias, encoder_hidden, cross_bias)
+        return self.logits(hidden)
+
+    def forward(
+        self,
+        encoder_input_tokens: torch.Tensor,
+        decoder_input_tokens: torch.Tensor,
+        decoder_target_tokens: torch.Tensor | None = None,
+        encoder_segment_ids: torch.Tensor | None = None,
+        decoder_segment_ids: torch.Tensor | None = None,
+        encoder_positions: torch.Tensor | None = None,
+        decoder_positions: torch.Tensor | None = None,
+        decoder_loss_weights: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        encoder_hidden = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions)
+        logits = self.decode(
+            encoder_hidden,
+            encoder_input_tokens,
+            decoder_input_tokens,
+            decoder_target_tokens,
+            encoder_segment_ids,
+            decoder_segment_ids,
+            decoder_positions,
+        )
+        if decoder_target_tokens is None:
+            return ModelOutput(logits=logits)
+        loss, loss_sum, num_tokens = weighted_cross_entropy(
+            logits, decoder_target_tokens, decoder_loss_weights
+        )
+        return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+
+    def num_parameters(self) -> int:
+        """Unique parameters (shared ones counted once)."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,1 @@
+"""taskmix.mtdnn."""

@@ -1,0 +1,105 @@
+"""Endless packed training batches whose state restores exactly (for kill-and-resume).
+
+Each batch is packed on its own: examples go first-fit into the batch's rows; an example that
+fits no row waits for the next batch. So the whole state is the example stream's state plus the
+few waiting examples, which are saved with every checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from taskmix.data.feature_converters import FeatureConverter
+from taskmix.data.mixtures import MixtureStream
+
+Batch = dict[str, np.ndarray]
+
+
+class BatchStream(Iterator[Batch]):
+    """Batches of ``batch_size`` rows from a mixture stream through a feature converter.
+
+    A batch is closed once ``max_misses`` examples in a row found no room (they are carried
+    over, in order) or every row is full. More misses give denser rows and larger carry-over.
+    """
+
+    def __init__(
+        self,
+        examples: MixtureStream,
+        converter: FeatureConverter,
+        batch_size: int,
+        *,
+        max_misses: int = 8,
+    ):
+        self.examples = examples
+        self.converter = converter
+        self.batch_size = batch_size
+        self.max_misses = max_misses
+        self.pending: list[Any] = []  # prepared examples drawn but not yet placed
+        self.num_examples = 0  # examples placed in batches so far (for reports)
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> Batch:
+        lengths = self.converter.stream_lengths
+        rows: list[list[Any]] = [[] for _ in range(self.batch_size)]
+        free = [list(lengths) for _ in range(self.batch_size)]
+        pack = self.converter.pack
+
+        def place(item: Any) -> bool:
+            sizes = [len(s) for s in item[0]]
+            for r in range(self.batch_size):
+                if (pack or not rows[r]) and all(
+                    s <= f for s, f in zip(sizes, free[r], strict=True)
+                ):
+                    rows[r].append(item)
+                    free[r] = [f - s for f, s in zip(free[r], sizes, strict=True)]
+                    return True
+            return False
+
+        carried, self.pending = self.pending, []
+        for item in carried:
+            if not place(item):
+                self.pending.append(item)
+        misses = 0
+        while misses < self.max_misses and not all(min(f) == 0 for f in free):
+            item = self.converter._prepare(next(self.examples))
+            if item is None:
+                continue
+            if place(item):
+                misses = 0
+            else:
+                self.pending.append(item)
+                misses += 1
+        built = [self.converter._build_row(row, lengths) for row in rows if row]
+        self.num_examples += sum(len(row) for row in rows)
+        names = self.converter.feature_names
+        batch = {name: np.stack([row[name] for row in built]) for name in names}
+        if len(built) < self.batch_size:  # rows left empty: all-zero (no tokens, no loss)
+            batch = {
+                name: np.concatenate(
+                    [array, np.zeros((self.batch_size - len(built), array.shape[1]), array.dtype)]
+                )
+                for name, array in batch.items()
+            }
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples.state_dict(),
+            "pending": [
+                [[s.tolist() for s in streams], prefix] for streams, prefix in self.pending
+            ],
+            "num_examples": self.num_examples,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.examples.load_state_dict(state["examples"])
+        self.pending = [
+            (tuple(np.asarray(s, dtype=np.int32) for s in streams), prefix)
+            for streams, prefix in state["pending"]
+        ]
+        self.num_examples = state["num_examples"]

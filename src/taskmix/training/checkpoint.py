@@ -1,0 +1,219 @@
+"""Checkpoints that survive a kill at any moment and detect truncation or corruption.
+
+A checkpoint is a folder ``step-00001234/`` with the model (safetensors), the optimizer state
+(``torch.save``, read back with ``weights_only=True``), ``state.json`` (step, data-stream state,
+RNG states, metrics) and, written last, ``manifest.json`` with the size and SHA-256 of every file.
+It is built in a temporary folder and renamed into place, so a folder with that name is complete;
+the manifest catches later damage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from taskmix.data.errors import TaskmixError
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+PREFIX = "step-"
+
+
+class CheckpointError(TaskmixError):
+    """A checkpoint is missing, truncated, corrupted or of another model."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch global RNG states, JSON-serialisable."""
+    py = random.getstate()
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": _jsonable(np.random.get_state(legacy=False)),
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, inner, gauss = state["python"]
+    random.setstate((version, tuple(inner), gauss))
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"]}
+    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict[str, Any],
+) -> Path:
+    """Write ``directory/step-XXXXXXXX`` atomically and return its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{PREFIX}{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(_untie(tensors), tmp / MODEL_FILE)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(_jsonable({"step": step, **state})))
+        manifest = {
+            p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage (tied embeddings): store a copy of each repeat."""
+    seen: set[int] = set()
+    out = {}
+    for name, t in tensors.items():
+        key = t.untyped_storage().data_ptr()
+        out[name] = t.clone() if key in seen else t
+        seen.add(key)
+    return out
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise CheckpointError unless every file matches the manifest."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint (no {MANIFEST_FILE})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{manifest_path}: unreadable manifest ({err})") from None
+    for name, entry in manifest.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing from checkpoint")
+        if file.stat().st_size != entry["size"]:
+            raise CheckpointError(
+                f"{file}: truncated or resized ({file.stat().st_size} bytes, expected {entry['size']})"
+            )
+        if _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"{file}: corrupted (SHA-256 does not match the manifest)")
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint folders, oldest first (temporary folders of interrupted saves are ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def latest_valid_checkpoint(directory: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that verifies, and the problems found with any newer ones."""
+    problems = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            verify_checkpoint(path)
+            return path, problems
+        except CheckpointError as err:
+            problems.append(str(err))
+    return None, problems
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Verify, then load weights (strict: another architecture is an error) and optimizer state."""
+    path = Path(path)
+    verify_checkpoint(path)
+    tensors = load_file(path / MODEL_FILE)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: checkpoint is of another architecture "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(expected[name].shape)} (another size or vocabulary?)"
+            )
+    model.load_state_dict(tensors)
+    if optimizer is not None:
+        opt_file = path / OPTIMIZER_FILE
+        if not opt_file.is_file():
+            raise CheckpointError(f"{path}: no optimizer state to resume from")
+        optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=True))
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def prune_checkpoints(directory: Path, *, keep_last: int, protected: set[str]) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, never one named in ``protected``."""
+    checkpoints = list_checkpoints(directory)
+    for path in checkpoints[: max(0, len(checkpoints) - keep_last)]:
+        if path.name not in protected:
+            shutil.rmtree(path, ignore_errors=True)

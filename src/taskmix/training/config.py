@@ -1,0 +1,142 @@
+"""The YAML config of a training run, validated before any work starts.
+
+Pre-training, multi-task training and fine-tuning are the same command with different configs;
+``examples/`` holds one of each. Unknown keys, wrong types and missing files are errors that
+name the key and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taskmix.data.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Strict):
+    preset: str = "tiny"
+    version: Literal["1.0", "1.1"] = "1.1"
+    architecture: Literal[
+        "encoder_decoder", "decoder_only", "prefix_lm", "shared_encoder_decoder"
+    ] = "encoder_decoder"
+    dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    init_from: str | None = None  # a taskmix run folder, a checkpoint folder, or a HF T5 folder
+    overrides: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class DataConfig(Strict):
+    mixture: str = "default"  # a mixture or a single task name
+    split: str = "train"
+    input_length: int = Field(256, gt=0)
+    target_length: int = Field(64, gt=0)
+    batch_size: int = Field(32, gt=0)
+    pack: bool = True
+    overflow: Literal["truncate", "drop"] = "truncate"
+    cap: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, gt=0)
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adafactor", "adamw"] = "adafactor"
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    clip_norm: float | None = Field(1.0, gt=0)
+    schedule: Literal["inverse_sqrt", "linear_warmup_inverse_sqrt", "constant"] = "inverse_sqrt"
+    warmup_steps: int = Field(10_000, ge=0)
+
+
+class EvalConfig(Strict):
+    every: int = Field(0, ge=0)  # 0: only at the end
+    split: str = "validation"
+    tasks: list[str] | None = None  # None: the tasks of the training mixture
+    max_examples: int = Field(200, gt=0)
+    batch_size: int = Field(64, gt=0)
+    max_decode_length: int = Field(32, gt=0)
+
+
+class CheckpointConfig(Strict):
+    every: int = Field(500, gt=0)
+    keep_last: int = Field(2, gt=0)
+    keep_best: list[str] = Field(default_factory=list)  # metrics like "average" or "task/metric"
+
+
+class TrainConfig(Strict):
+    seed: int = 0
+    steps: int = Field(1000, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    vocabulary: str = "default"  # default | byte | path to a .model or HF tokenizer folder
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    threads: int | None = Field(None, gt=0)
+    log_every: int = Field(10, gt=0)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> TrainConfig:
+        if self.model.init_from and not Path(self.model.init_from).exists():
+            raise ValueError(f"model.init_from: no such file or folder {self.model.init_from!r}")
+        vocab = self.vocabulary
+        if vocab not in ("default", "byte") and not Path(vocab).exists():
+            raise ValueError(
+                f"vocabulary: no such file or folder {vocab!r} (or use 'default'/'byte')"
+            )
+        return self
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: ``file: key.path: message (got value)``."""
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(p) for p in problem["loc"]) or "<top level>"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif "input" in problem and problem["type"] != "missing":
+            message += f" (got {problem['input']!r})"
+        lines.append(f"{source}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> TrainConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config; ``overrides`` are ``key.path=value`` strings (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected key.path=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a mapping")
+        target[leaf] = yaml.safe_load(value)
+    return parse_config(data, str(path))

@@ -1,0 +1,356 @@
+"""The training loop: one readable function, explicit state, nothing hidden.
+
+    state = (model, optimizer, batch stream, RNGs, step, best metrics)
+
+Every ``checkpoint.every`` steps (and at the end) the state is written atomically. Started again
+with the same config and run folder, ``train`` resumes from the newest valid checkpoint and
+continues exactly as if never stopped: same batches, same dropout masks, same losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from taskmix.data.errors import ConfigError
+from taskmix.data.feature_converters import (
+    DecoderOnlyFeatureConverter,
+    EncDecFeatureConverter,
+    FeatureConverter,
+    PrefixLMFeatureConverter,
+    to_torch,
+)
+from taskmix.data.mixtures import Mixture, as_mixture
+from taskmix.data.vocabulary import Vocabulary
+from taskmix.training.batches import BatchStream
+from taskmix.training.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    latest_valid_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from taskmix.training.config import TrainConfig
+from taskmix.training.optim import make_optimizer, make_schedule, set_lr
+
+
+@dataclass
+class RunState:
+    """What the loop carries between steps besides the model and optimizer."""
+
+    step: int = 0
+    best: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, checkpoint}
+    history: list[dict[str, Any]] = field(default_factory=list)  # evaluation results
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """fp32 on CPU (bf16 is very slow there); bf16 autocast on GPU."""
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return None
+    return torch.bfloat16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_mixture(config: TrainConfig) -> Mixture:
+    mixture = as_mixture(config.data.mixture)
+    if config.data.cap is None and config.data.temperature is None:
+        return mixture
+    return mixture.with_rates(cap=config.data.cap, temperature=config.data.temperature)
+
+
+def make_converter(config: TrainConfig, architecture: str) -> FeatureConverter:
+    data = config.data
+    if architecture in ("encoder_decoder", "shared_encoder_decoder"):
+        return EncDecFeatureConverter(
+            data.input_length, data.target_length, pack=data.pack, overflow=data.overflow
+        )
+    length = data.input_length + data.target_length
+    if architecture == "prefix_lm":
+        return PrefixLMFeatureConverter(length, pack=data.pack, overflow=data.overflow)
+    return DecoderOnlyFeatureConverter(length, pack=data.pack, overflow=data.overflow)
+
+
+def load_vocabulary(spec: str) -> Vocabulary:
+    if spec == "default":
+        from taskmix.data.default import default_vocabulary
+
+        return default_vocabulary()
+    from taskmix.data.tokenizer import load_vocabulary as load
+
+    return load(spec)
+
+
+def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Module:
+    from taskmix.models import build_model, load_pretrained, preset
+
+    if config.model.init_from:
+        model = load_pretrained(config.model.init_from)
+        if model.config.vocab_size < vocabulary.vocab_size:
+            raise ConfigError(
+                f"model.init_from: the checkpoint's vocabulary has {model.config.vocab_size} ids, "
+                f"the configured vocabulary needs {vocabulary.vocab_size}"
+            )
+        return model
+    architecture = config.model.architecture
+    model_config = preset(
+        config.model.preset,
+        version=config.model.version,
+        vocab_size=_round_up(vocabulary.vocab_size, 128),
+        dropout_rate=config.model.dropout_rate,
+        architecture="encoder_decoder"
+        if architecture == "shared_encoder_decoder"
+        else architecture,
+        shared_encoder_decoder=architecture == "shared_encoder_decoder",
+        **config.model.overrides,
+    )
+    return build_model(model_config)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class JsonlLog:
+    """Append-only metrics log. On resume, lines past the checkpoint's step are dropped first,
+    so the log reads as one uninterrupted run."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        if path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.file = open(path, "a")  # noqa: SIM115 - closed in close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    evaluate_fn=None,
+) -> RunState:
+    """Train (or resume) a run in ``run_dir``; returns the final state.
+
+    ``evaluate_fn(model, vocabulary, step) -> {task: {metric: value}}`` is called every
+    ``eval.every`` steps and at the end; by default the tasks of the mixture are scored.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_or_check_config(config, run_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    device = pick_device()
+    amp_dtype = autocast_dtype(config.precision, device)
+
+    vocabulary = load_vocabulary(config.vocabulary)
+    mixture = resolve_mixture(config)
+    model = build_model_for(config, vocabulary).to(device)
+    optimizer = make_optimizer(
+        config.optimizer.name,
+        model.parameters(),
+        lr=config.optimizer.lr,
+        weight_decay=config.optimizer.weight_decay,
+    )
+    schedule = make_schedule(
+        config.optimizer.schedule,
+        lr=config.optimizer.lr,
+        warmup_steps=config.optimizer.warmup_steps,
+    )
+    architecture = config.model.architecture
+    converter = make_converter(config, architecture)
+    stream = mixture.get_stream(
+        config.data.split,
+        seed=config.seed,
+        sequence_length={"inputs": config.data.input_length, "targets": config.data.target_length},
+        vocabulary=vocabulary if config.vocabulary != "default" else None,
+    )
+    batches = BatchStream(stream, converter, config.data.batch_size)
+    if evaluate_fn is None:
+        evaluate_fn = _default_evaluator(config, mixture)
+
+    state = RunState()
+    checkpoints = run_dir / "checkpoints"
+    latest, problems = latest_valid_checkpoint(checkpoints)
+    for problem in problems:
+        print(f"taskmix: warning: skipping damaged checkpoint: {problem}")
+    if latest is not None:
+        saved = load_checkpoint(latest, model, optimizer)
+        batches.load_state_dict(saved["data"])
+        set_rng_state(saved["rng"])
+        state = RunState(step=saved["step"], best=saved["best"], history=saved["history"])
+        print(f"taskmix: resuming from {latest} (step {state.step})")
+    log = JsonlLog(run_dir / "log.jsonl", state.step)
+
+    bar = _progress_bar(progress, config.steps, state.step)
+    window_tokens, window_start = 0, time.perf_counter()
+    try:
+        while state.step < config.steps:
+            lr = schedule(state.step)
+            set_lr(optimizer, lr)
+            model.train()
+            micro = [to_torch(next(batches), device) for _ in range(config.grad_accum)]
+            weight = sum(float(b["decoder_loss_weights"].sum()) for b in micro)
+            loss_sum = 0.0
+            for batch in micro:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = model(**batch)
+                (out.loss_sum / max(weight, 1.0)).backward()
+                loss_sum += float(out.loss_sum.detach())
+            grad_norm = _clip(model, config.optimizer.clip_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            window_tokens += int(weight)
+            loss = loss_sum / max(weight, 1.0)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {state.step}")
+            record = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+            if state.step % config.log_every == 0 or state.step == config.steps:
+                elapsed = time.perf_counter() - window_start
+                record["target_tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
+                window_tokens, window_start = 0, time.perf_counter()
+            log.write(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+            at_end = state.step == config.steps
+            if config.eval.every and state.step % config.eval.every == 0 or at_end:
+                _evaluate(evaluate_fn, model, vocabulary, state, log)
+            if state.step % config.checkpoint.every == 0 or at_end:
+                _checkpoint(config, checkpoints, model, optimizer, batches, state)
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return state
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _clip(model: torch.nn.Module, clip_norm: float | None) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip_norm is None:
+        return float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+    return float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
+
+
+def _evaluate(evaluate_fn, model, vocabulary, state: RunState, log: JsonlLog) -> None:
+    """Score the tasks; RNG states are put back so evaluating never changes training."""
+    saved = rng_state()
+    model.eval()
+    results = evaluate_fn(model, vocabulary, state.step)
+    set_rng_state(saved)
+    if not results:
+        return
+    scores = {
+        f"{task}/{metric}": value
+        for task, metrics in results.items()
+        for metric, value in metrics.items()
+    }
+    scores["average"] = float(np.mean([np.mean(list(m.values())) for m in results.values()]))
+    state.history.append({"step": state.step, "results": results, "average": scores["average"]})
+    log.write({"step": state.step, "eval": results, "average": scores["average"]})
+    for name, value in scores.items():
+        best = state.best.get(name)
+        if best is None or value > best["value"]:
+            state.best[name] = {"value": value, "step": state.step}
+
+
+def _checkpoint(
+    config, directory: Path, model, optimizer, batches: BatchStream, state: RunState
+) -> None:
+    save_checkpoint(
+        directory,
+        state.step,
+        model,
+        optimizer,
+        {
+            "data": batches.state_dict(),
+            "rng": rng_state(),
+            "best": state.best,
+            "history": state.history,
+        },
+    )
+    protected = {
+        f"step-{state.best[m]['step']:08d}" for m in config.checkpoint.keep_best if m in state.best
+    }
+    prune_checkpoints(directory, keep_last=config.checkpoint.keep_last, protected=protected)
+
+
+def _write_or_check_config(config: TrainConfig, run_dir: Path) -> None:
+    """A run folder belongs to one config: resuming with another would silently mix runs."""
+    path = run_dir / "config.yaml"
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    if path.exists():
+        existing = yaml.safe_load(path.read_text())
+        if existing != config.model_dump(mode="json"):
+            changed = sorted(
+                k
+                for k in set(existing) | set(config.model_dump())
+                if existing.get(k) != config.model_dump(mode="json").get(k)
+            )
+            raise CheckpointError(
+                f"{run_dir} holds a run with another config (differs in {changed}); "
+                "use a new run folder or the same config"
+            )
+        return
+    atomic_write_text(path, text)
+
+
+def _default_evaluator(config: TrainConfig, mixture: Mixture):
+    from taskmix.evaluation.evaluator import evaluate_tasks
+
+    tasks = config.eval.tasks or [t.name for t in mixture.tasks if t.metric_names]
+
+    def evaluate(model, vocabulary, step):
+        return evaluate_tasks(
+            model,
+            tasks,
+            vocabulary=vocabulary if config.vocabulary != "default" else None,
+            split=config.eval.split,
+            max_examples=config.eval.max_examples,
+            batch_size=config.eval.batch_size,
+            max_decode_length=config.eval.max_decode_length,
+            input_length=config.data.input_length,
+        )
+
+    return evaluate

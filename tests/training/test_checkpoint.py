@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from taskmix.training.checkpoint import (
+    CheckpointError,
+    latest_valid_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+
+class Tied(torch.nn.Module):
+    def __init__(self, n=8):
+        super().__init__()
+        self.emb = torch.nn.Embedding(n, 4)
+        self.head = torch.nn.Linear(4, n, bias=False)
+        self.head.weight = self.emb.weight  # tied, as T5.1.0
+
+
+def _save(tmp_path, step, model=None):
+    model = model or Tied()
+    opt = torch.optim.AdamW(model.parameters())
+    model.emb.weight.sum().backward()
+    opt.step()
+    return save_checkpoint(tmp_path, step, model, opt, {"data": {"x": step}, "rng": rng_state()}), model
+
+
+def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
+    path, model = _save(tmp_path, 7)
+    fresh = Tied()
+    opt = torch.optim.AdamW(fresh.parameters())
+    state = load_checkpoint(path, fresh, opt)
+    assert state["step"] == 7 and state["data"] == {"x": 7}
+    assert torch.equal(fresh.emb.weight, model.emb.weight)
+    assert opt.state_dict()["state"][0]["step"] == 1
+    assert fresh.head.weight is fresh.emb.weight  # still tied after loading
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete_manifest"])
+def test_damage_is_detected_and_skipped_for_resume(tmp_path, damage):
+    good, _ = _save(tmp_path, 1)
+    bad, _ = _save(tmp_path, 2)
+    weights = bad / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:-10])
+    elif damage == "flip":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    else:
+        (bad / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="truncated|corrupted|incomplete"):
+        load_checkpoint(bad, Tied())
+    latest, problems = latest_valid_checkpoint(tmp_path)
+    assert latest == good and len(problems) == 1
+
+
+def test_another_architecture_is_a_clear_error(tmp_path):
+    path, _ = _save(tmp_path, 1)
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(path, Tied(n=9))
+
+
+def test_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
+    import taskmix.training.checkpoint as ckpt
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 3)
+    assert list_checkpoints(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_prune_keeps_last_and_protected(tmp_path):
+    for step in (1, 2, 3, 4):
+        _save(tmp_path, step)
+    prune_checkpoints(tmp_path, keep_last=2, protected={"step-00000001"})
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-00000001", "step-00000003", "step-00000004",
+    ]
+
+
+def test_rng_state_round_trips_through_json():
+    state = json.loads(json.dumps(rng_state()))
+    import random
+
+    import numpy as np
+
+    a, b, c = torch.rand(3), np.random.rand(3), random.random()
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), a)
+    assert np.array_equal(np.random.rand(3), b) and random.random() == c
