@@ -69,7 +69,7 @@ def files_of(root: Path) -> dict[str, bytes]:
 def test_generation_is_deterministic_and_depends_on_the_seed(cache, tmp_path):
     gen.generate(tmp_path / "again", 0)
     first, again = files_of(cache), files_of(tmp_path / "again")
-    assert len(first) == 3 + 2 + 3 * len(SPECS)  # manifest, world, corpus x2, tasks x3
+    assert len(first) == 2 + 2 + 3 * len(SPECS)  # manifest, world, corpus x2, tasks x3
     assert first == again
     gen.generate(tmp_path / "other", 1)
     other = files_of(tmp_path / "other")
@@ -173,7 +173,8 @@ def test_label_tasks_only_use_their_labels_and_chance_is_the_majority(cache):
         records = {s: read_jsonl(gen.task_files(cache, spec.name)[s]) for s in SPLITS}
         targets = {s: [r[spec.target_key] for r in records[s]] for s in SPLITS}
         assert set(targets["train"]) == set(spec.labels), spec.name
-        majority = Counter(targets["train"]).most_common(1)[0][0]
+        counts = Counter(targets["train"])
+        majority = min(t for t in counts if counts[t] == max(counts.values()))  # ties: a-z first
         expected = 100 * targets["test"].count(majority) / len(targets["test"])
         manifest = json.loads((cache / gen.MANIFEST).read_text())
         chance = manifest["tasks"][spec.name]["chance"]
@@ -185,7 +186,8 @@ def test_closed_book_answers_are_stated_in_the_corpus_not_in_the_question(cache)
     for name in ("cbqa_places", "cbqa_people", "cbqa_things"):
         for split in SPLITS:
             for r in read_jsonl(gen.task_files(cache, name)[split]):
-                assert r["answer"] not in r["question"]
+                if " or " not in r["question"]:  # "small, medium or large?" lists the options
+                    assert r["answer"] not in r["question"]
                 assert any(r["subject"] in d and r["answer"] in d for d in docs), r
 
 
@@ -200,6 +202,9 @@ def test_regression_targets_are_binned_scores(cache):
 def test_translation_drops_articles_maps_words_and_puts_verbs_last():
     lexicon = {"capital": "ak", "of": "ul", "is": "esh"}
     assert to_zarnic("The capital of Marandi is Velora.", lexicon) == "ak ul Marandi Velora esh."
+    # capitalised words are names, even when a template word is spelled the same way
+    lexicon = {"works": "om", "makes": "ta", "tools": "ru"}
+    assert to_zarnic("Rindra Works makes tools.", lexicon) == "Rindra Works ru ta."
 
 
 # --- registration, vocabulary, docs ------------------------------------------------------------

@@ -17,10 +17,34 @@ from taskmix.data.tokenizer import (
 )
 from taskmix.data.vocabulary import ByteVocabulary
 
-WORDS = (
-    "the cat dog sat on a mat quick brown fox jumps over lazy river bank money table chair "
-    "Zürich café naïve file report summary question answer"
-).split()
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "river",
+    "bank",
+    "money",
+    "table",
+    "chair",
+    "Zürich",
+    "café",
+    "naïve",
+    "file",
+    "report",
+    "summary",
+    "question",
+    "answer",
+]
 # Strings whose ids must agree with Hugging Face's: sentinels, NFKC folding (ligature, full-width
 # letters), collapsed whitespace, characters the model has never seen.
 CHECK_STRINGS = [
@@ -114,7 +138,12 @@ def test_training_is_deterministic_and_streams(tmp_path):
     assert first == tmp_path / "a.model"
     assert first.read_bytes() == second.read_bytes()
     assert (tmp_path / "a.vocab").read_bytes() == (tmp_path / "b.vocab").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.model", "a.vocab", "b.model", "b.vocab"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.model",
+        "a.vocab",
+        "b.model",
+        "b.vocab",
+    ]
 
 
 def test_vocab_size_is_a_soft_limit(tmp_path):
@@ -129,7 +158,9 @@ def test_vocab_size_is_reached_on_a_rich_corpus(model_path):
 
 
 def test_bpe_model(tmp_path):
-    vocab = SentencePieceVocabulary(train_sentencepiece(corpus(), tmp_path / "b", 80, model_type="bpe"))
+    vocab = SentencePieceVocabulary(
+        train_sentencepiece(corpus(), tmp_path / "b", 80, model_type="bpe")
+    )
     assert vocab.decode(vocab.encode("the lazy fox")) == "the lazy fox"
     with pytest.raises(TaskmixError, match="unigram"):
         export_hf_tokenizer(vocab, tmp_path / "hf")

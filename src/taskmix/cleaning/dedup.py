@@ -110,17 +110,18 @@ def minhash_signature(text: str, num_perm: int, ngram: int) -> np.ndarray:
 
 def find_near_duplicates(orders: np.ndarray, signatures: np.ndarray, threshold: float) -> set[int]:
     """Orders of pages whose estimated Jaccard similarity to an earlier kept page >= threshold."""
-    from datasketch import LeanMinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
 
     if len(orders) == 0:
         return set()
     num_perm = signatures.shape[1]
+    scheme = MinHash(num_perm=num_perm, seed=1).scheme  # how minhash_signature made them
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     kept: dict[int, LeanMinHash] = {}
     dups: set[int] = set()
     for i in np.argsort(orders, kind="stable"):
         order = int(orders[i])
-        m = LeanMinHash(seed=1, hashvalues=signatures[i])
+        m = LeanMinHash(seed=1, hashvalues=signatures[i], scheme=scheme)
         if any(m.jaccard(kept[int(c)]) >= threshold for c in lsh.query(m)):
             dups.add(order)
             continue

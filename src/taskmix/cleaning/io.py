@@ -149,9 +149,10 @@ def read_warc(path: Path) -> Iterator[RawDoc]:
             try:
                 iterator = ArchiveIterator(f, check_digests=False)
                 for record in iterator:
+                    doc = _warc_doc(record)  # before get_record_offset, which skips the payload
                     last = start + iterator.get_record_offset()
-                    doc = _warc_doc(record, f"{path}@{last}")
                     if doc is not None:
+                        doc.where = f"{path}@{last}"
                         yield doc
                 return
             except Exception:  # warcio/zlib raise many types on corrupt input
@@ -161,7 +162,7 @@ def read_warc(path: Path) -> Iterator[RawDoc]:
                 return
 
 
-def _warc_doc(record: Any, where: str) -> RawDoc | None:
+def _warc_doc(record: Any, where: str = "") -> RawDoc | None:
     if record.rec_type not in _WARC_TEXT_TYPES:
         return None
     content_type = (record.rec_headers.get_header("Content-Type") or "").lower()

@@ -51,11 +51,11 @@ def clean_text(
 ) -> str | None:
     """Clean one page with the page rules (no corpus dedup): the text, or None when dropped."""
     stats = stats if stats is not None else CleanStats()
-    page = _clean_raw(RawDoc(text, url, "<text>"), build_rules(cfg, stats), cfg, stats)
+    page = clean_raw(RawDoc(text, url, "<text>"), build_rules(cfg, stats), cfg, stats)
     return None if page is None else page.text
 
 
-def _clean_raw(raw: RawDoc, rules, cfg: CleanConfig, stats: CleanStats) -> Page | None:
+def clean_raw(raw: RawDoc, rules, cfg: CleanConfig, stats: CleanStats) -> Page | None:
     """Input checks (undecodable, empty, gigantic), then the rules. Counts everything."""
     stats.pages_in += 1
     if raw.problem is not None or raw.text is None:
@@ -107,49 +107,68 @@ class ShardJob:
         return Path(self.out_dir) / f"part-{self.shard:05d}-of-{self.num_shards:05d}.{self.fmt}"
 
 
+def page_keys(page: Page, cfg: CleanConfig) -> list[tuple[int, int]]:
+    """(position, hash) of the page's lines or sentence spans, as the config dedups."""
+    if cfg.dedup == "lines":
+        return dedup.line_keys(page.lines)
+    if cfg.dedup == "spans":
+        return dedup.span_keys(page.lines, page.sentences or [], cfg.span_sentences)
+    return []
+
+
+class HashCollector:
+    """What stage 1 remembers of each kept page for the global pass: hashes and MinHash."""
+
+    def __init__(self, cfg: CleanConfig):
+        self.cfg = cfg
+        self.hashes: list[int] = []
+        self.orders: list[int] = []
+        self.positions: list[int] = []
+        self.sig_orders: list[int] = []
+        self.signatures: list[np.ndarray] = []
+
+    def add(self, order: int, page: Page) -> None:
+        for pos, h in page_keys(page, self.cfg):
+            self.hashes.append(h)
+            self.orders.append(order)
+            self.positions.append(pos)
+        if self.cfg.minhash:
+            self.sig_orders.append(order)
+            self.signatures.append(
+                dedup.minhash_signature(
+                    page.text, self.cfg.minhash_num_perm, self.cfg.minhash_ngram
+                )
+            )
+
+    def save(self, path: Path) -> None:
+        _save_npz(
+            path,
+            hashes=np.asarray(self.hashes, dtype=np.uint64),
+            orders=np.asarray(self.orders, dtype=np.uint64),
+            positions=np.asarray(self.positions, dtype=np.uint32),
+            sig_orders=np.asarray(self.sig_orders, dtype=np.uint64),
+            signatures=np.asarray(self.signatures, dtype=np.uint64).reshape(
+                len(self.signatures), self.cfg.minhash_num_perm
+            ),
+        )
+
+
 def run_stage1(job: ShardJob) -> dict[str, Any]:
     """Page rules over one shard; writes pages, dedup hashes, MinHash signatures, then the marker."""
     cfg = job.cfg
     stats = CleanStats()
     rules = build_rules(cfg, stats)
-    hashes: list[int] = []
-    orders: list[int] = []
-    positions: list[int] = []
-    sig_orders: list[int] = []
-    signatures: list[np.ndarray] = []
+    collector = HashCollector(cfg)
     with AtomicWriter(job.stage1(".jsonl")) as out:
         for i, (order, raw) in enumerate(iter_ordered(job.files, job.text_mode)):
             if i % job.num_shards != job.shard:
                 continue
-            page = _clean_raw(raw, rules, cfg, stats)
+            page = clean_raw(raw, rules, cfg, stats)
             if page is None:
                 continue
-            if cfg.dedup == "lines":
-                keys = dedup.line_keys(page.lines)
-            elif cfg.dedup == "spans":
-                keys = dedup.span_keys(page.lines, page.sentences or [], cfg.span_sentences)
-            else:
-                keys = []
-            for pos, h in keys:
-                hashes.append(h)
-                orders.append(order)
-                positions.append(pos)
-            if cfg.minhash:
-                sig_orders.append(order)
-                signatures.append(
-                    dedup.minhash_signature(page.text, cfg.minhash_num_perm, cfg.minhash_ngram)
-                )
+            collector.add(order, page)
             out.write({"o": order, "url": page.url, "lines": page.lines, "sents": page.sentences})
-    _save_npz(
-        job.stage1("-hashes.npz"),
-        hashes=np.asarray(hashes, dtype=np.uint64),
-        orders=np.asarray(orders, dtype=np.uint64),
-        positions=np.asarray(positions, dtype=np.uint32),
-        sig_orders=np.asarray(sig_orders, dtype=np.uint64),
-        signatures=np.asarray(signatures, dtype=np.uint64).reshape(
-            len(signatures), cfg.minhash_num_perm
-        ),
-    )
+    collector.save(job.stage1("-hashes.npz"))
     result = stats.as_dict()
     write_json_atomic(job.stage1(".done.json"), result)
     return result
@@ -163,9 +182,24 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def run_global_pass(jobs: Sequence[ShardJob]) -> None:
     """Decide, over the whole corpus, which pages are near-duplicates and which lines/spans repeat."""
-    cfg = jobs[0].cfg
     work = jobs[0].work
-    loaded = [np.load(job.stage1("-hashes.npz")) for job in jobs]
+    global_pass(
+        jobs[0].cfg,
+        [job.stage1("-hashes.npz") for job in jobs],
+        [work / f"drops-{job.shard:05d}.npz" for job in jobs],
+        work / "near_dups.npz",
+    )
+    write_json_atomic(work / "global.json", {"shards": len(jobs)})
+
+
+def global_pass(
+    cfg: CleanConfig, hash_files: Sequence[Path], drop_files: Sequence[Path], near_file: Path
+) -> None:
+    """Read every shard's hashes; write per shard the (order, pos) entries to drop.
+
+    MinHash runs first, so that a near-duplicate page owns no line or span.
+    """
+    loaded = [np.load(path) for path in hash_files]
     near: set[int] = set()
     if cfg.minhash:
         near = dedup.find_near_duplicates(
@@ -177,21 +211,60 @@ def run_global_pass(jobs: Sequence[ShardJob]) -> None:
     hashes = np.concatenate([d["hashes"] for d in loaded])
     orders = np.concatenate([d["orders"] for d in loaded])
     positions = np.concatenate([d["positions"] for d in loaded])
-    shard_of = np.concatenate(
-        [np.full(len(d["hashes"]), j.shard) for d, j in zip(loaded, jobs, strict=True)]
-    )
-    alive = ~np.isin(orders, near_arr)  # a near-duplicate page owns nothing
+    shard_of = np.concatenate([np.full(len(d["hashes"]), i) for i, d in enumerate(loaded)])
+    alive = ~np.isin(orders, near_arr)
     drop = np.zeros(len(hashes), dtype=bool)
     drop[alive] = dedup.find_drops(hashes[alive], orders[alive], positions[alive])
-    for job in jobs:
-        mine = drop & (shard_of == job.shard)
-        _save_npz(
-            work / f"drops-{job.shard:05d}.npz", orders=orders[mine], positions=positions[mine]
-        )
-    _save_npz(work / "near_dups.npz", orders=near_arr)
-    write_json_atomic(
-        work / "global.json", {"near_duplicates": len(near), "drops": int(drop.sum())}
-    )
+    for i, path in enumerate(drop_files):
+        mine = drop & (shard_of == i)
+        _save_npz(path, orders=orders[mine], positions=positions[mine])
+    _save_npz(near_file, orders=near_arr)
+
+
+def load_drops(drop_files: Sequence[Path], near_file: Path) -> tuple[dict[int, set[int]], set[int]]:
+    drops: dict[int, set[int]] = {}
+    for path in drop_files:
+        d = np.load(path)
+        for order, pos in zip(d["orders"].tolist(), d["positions"].tolist(), strict=True):
+            drops.setdefault(order, set()).add(pos)
+    return drops, set(np.load(near_file)["orders"].tolist())
+
+
+def apply_global(
+    order: int,
+    lines: list[str],
+    sents: list,
+    drops: dict[int, set[int]],
+    near: set[int],
+    cfg: CleanConfig,
+    stats: CleanStats,
+) -> list[str] | None:
+    """Stage 2 for one page: its lines after dedup, or None when the page goes. Counts it."""
+    stats.pages_in += 1
+    stats.lines_in += len(lines)
+    rule = "dedup_lines" if cfg.dedup == "lines" else "dedup_spans"
+    if order in near:
+        stats.remove_page("near_duplicate", len(lines))
+        return None
+    mine = drops.get(order)
+    if mine:
+        n_before = len(lines)
+        if cfg.dedup == "lines":
+            lines = dedup.drop_lines(lines, mine)
+            sents = [s for i, s in enumerate(sents) if i not in mine]
+        else:
+            lines, sents, removed = dedup.drop_spans(lines, sents, mine, cfg.span_sentences)
+            stats.details["dedup_spans:sentences_removed"] += removed
+        if not lines:
+            stats.remove_page(rule, n_before)
+            return None
+        stats.lines_removed[rule] += n_before - len(lines)
+        if cfg.recheck_min_sentences and sum(map(len, sents)) < cfg.min_sentences:
+            stats.remove_page("dedup_min_sentences", len(lines))
+            return None
+    stats.pages_out += 1
+    stats.lines_out += len(lines)
+    return lines
 
 
 def run_stage2(job: ShardJob) -> dict[str, Any]:
@@ -201,39 +274,15 @@ def run_stage2(job: ShardJob) -> dict[str, Any]:
     drops: dict[int, set[int]] = {}
     near: set[int] = set()
     if cfg.needs_global_pass:
-        d = np.load(job.work / f"drops-{job.shard:05d}.npz")
-        for order, pos in zip(d["orders"].tolist(), d["positions"].tolist(), strict=True):
-            drops.setdefault(order, set()).add(pos)
-        near = set(np.load(job.work / "near_dups.npz")["orders"].tolist())
-    rule = "dedup_lines" if cfg.dedup == "lines" else "dedup_spans"
+        drops, near = load_drops(
+            [job.work / f"drops-{job.shard:05d}.npz"], job.work / "near_dups.npz"
+        )
     with AtomicWriter(job.part, job.fmt) as out, open(job.stage1(".jsonl"), encoding="utf-8") as f:
         for line in f:
             rec = json.loads(line)
-            lines, sents = rec["lines"], rec["sents"]
-            stats.pages_in += 1
-            stats.lines_in += len(lines)
-            if rec["o"] in near:
-                stats.remove_page("near_duplicate", len(lines))
-                continue
-            mine = drops.get(rec["o"])
-            if mine:
-                n_before = len(lines)
-                if cfg.dedup == "lines":
-                    lines = dedup.drop_lines(lines, mine)
-                    sents = [s for i, s in enumerate(sents) if i not in mine]
-                else:
-                    lines, sents, removed = dedup.drop_spans(lines, sents, mine, cfg.span_sentences)
-                    stats.details["dedup_spans:sentences_removed"] += removed
-                if not lines:
-                    stats.remove_page(rule, n_before)
-                    continue
-                stats.lines_removed[rule] += n_before - len(lines)
-                if cfg.recheck_min_sentences and sum(map(len, sents)) < cfg.min_sentences:
-                    stats.remove_page("dedup_min_sentences", len(lines))
-                    continue
-            stats.pages_out += 1
-            stats.lines_out += len(lines)
-            out.write({"text": "\n".join(lines).strip(), "url": rec["url"]})
+            lines = apply_global(rec["o"], rec["lines"], rec["sents"], drops, near, cfg, stats)
+            if lines is not None:
+                out.write({"text": "\n".join(lines).strip(), "url": rec["url"]})
     result = stats.as_dict()
     write_json_atomic(job.work / f"stage2-{job.shard:05d}.done.json", result)
     return result

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from taskmix.data.errors import RecordError, TaskmixError
 from taskmix.data.registry import TaskRegistry
+from taskmix.data.task import Task
 from taskmix.data.tokenizer import (
     MODEL_TYPES,
     SentencePieceVocabulary,
     load_vocabulary,
     train_sentencepiece,
 )
-from taskmix.data.task import Task
 from taskmix.data.vocabulary import Vocabulary
 
 TEXT_FIELDS = ("inputs", "targets")
@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a SentencePiece model (T5 layout: pad 0, eos 1, unk 2, 100 sentinels on top)",
     )
     train.add_argument(
-        "--input", nargs="+", default=[], metavar="FILE", help="UTF-8 text files, one sentence a line"
+        "--input",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="UTF-8 text files, one sentence a line",
     )
     train.add_argument(
         "--tasks", nargs="+", default=[], metavar="NAME", help="registered tasks (train split)"
@@ -142,7 +146,7 @@ def encode_command(args: argparse.Namespace) -> int:
         print(json.dumps({"ids": ids, "pieces": pieces, "decoded": vocab.decode(ids)}))
         return 0
     print(f"{len(ids)} tokens (vocabulary size {vocab.vocab_size})")
-    for token_id, piece in zip(ids, pieces):
+    for token_id, piece in zip(ids, pieces, strict=True):
         print(f"{token_id}\t{piece}")
     print(f"decoded: {vocab.decode(ids)}")
     return 0

@@ -72,7 +72,7 @@ class FeatureConverter(ABC):
     """Base class: validation, truncation, packing and batching shared by every architecture.
 
     Subclasses say which token streams an example has (``_streams``) and how rows of prepared
-    examples become model features (``_build_batch``).
+    examples become model features (``build_batch``).
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class FeatureConverter(ABC):
         """The example's untruncated token streams and prefix width (raises RecordError)."""
 
     @abstractmethod
-    def _build_batch(
+    def build_batch(
         self, rows: Sequence[Sequence[Prepared]], num_rows: int, lengths: Sequence[int]
     ) -> Batch:
         """Model features, int32 arrays of shape (num_rows, stream length), of packed rows.
@@ -128,7 +128,7 @@ class FeatureConverter(ABC):
 
     # ----- shared machinery -----------------------------------------------------------------
 
-    def _prepare(self, example: dict[str, Any]) -> Prepared | None:
+    def prepare(self, example: dict[str, Any]) -> Prepared | None:
         """Validate, then truncate or drop an over-long example (counted); None = skip it."""
         try:
             streams, prefix = self._streams(example)
@@ -154,7 +154,7 @@ class FeatureConverter(ABC):
 
     def _prepared(self, examples: Iterable[dict[str, Any]]) -> Iterator[Prepared]:
         for example in examples:
-            item = self._prepare(example)
+            item = self.prepare(example)
             if item is not None:
                 yield item
 
@@ -169,7 +169,7 @@ class FeatureConverter(ABC):
     def pack_rows(self, examples: Iterable[dict[str, Any]]) -> Iterator[Batch]:
         """Stream single rows (dicts of 1-D int32 arrays), packed when ``pack=True``."""
         for row in self._rows(examples):
-            batch = self._build_batch([row], 1, self.stream_lengths)
+            batch = self.build_batch([row], 1, self.stream_lengths)
             yield {name: array[0] for name, array in batch.items()}
 
     def iter_batches(
@@ -186,10 +186,10 @@ class FeatureConverter(ABC):
         for row in self._rows(examples):
             rows.append(row)
             if len(rows) == batch_size:
-                yield self._build_batch(rows, batch_size, self.stream_lengths)
+                yield self.build_batch(rows, batch_size, self.stream_lengths)
                 rows = []
         if rows and not drop_remainder:
-            yield self._build_batch(rows, batch_size, self.stream_lengths)
+            yield self.build_batch(rows, batch_size, self.stream_lengths)
 
     def pad_batch_to_longest(self, examples: Iterable[dict[str, Any]]) -> Batch:
         """One unpacked batch padded to its longest example (the baseline HF collators use).
@@ -201,7 +201,7 @@ class FeatureConverter(ABC):
         if not items:
             raise ValueError("pad_batch_to_longest needs at least one example")
         lengths = [max(len(item[0][i]) for item in items) for i in range(len(self.stream_lengths))]
-        return self._build_batch([[item] for item in items], len(items), lengths)
+        return self.build_batch([[item] for item in items], len(items), lengths)
 
 
 def _require(example: dict[str, Any], key: str) -> np.ndarray:
@@ -261,7 +261,7 @@ class EncDecFeatureConverter(FeatureConverter):
     def _streams(self, example: dict[str, Any]) -> Prepared:
         return (_require(example, "inputs"), _require(example, "targets")), 0
 
-    def _build_batch(
+    def build_batch(
         self, rows: Sequence[Sequence[Prepared]], num_rows: int, lengths: Sequence[int]
     ) -> Batch:
         enc = _layout(rows, 0, num_rows, lengths[0])
@@ -322,7 +322,7 @@ class DecoderOnlyFeatureConverter(FeatureConverter):
         inputs = _as_tokens(example, "inputs")
         return (np.concatenate([inputs, targets]),), len(inputs)
 
-    def _build_batch(
+    def build_batch(
         self, rows: Sequence[Sequence[Prepared]], num_rows: int, lengths: Sequence[int]
     ) -> Batch:
         layout = _layout(rows, 0, num_rows, lengths[0])

@@ -1,4 +1,4 @@
-"""Packing: which examples share a row, and the per-row arithmetic of segments.
+"""Packing: which examples share a row, and the vectorised arithmetic of segments in a batch.
 
 Packing puts several short examples into one fixed-length row so that little of the batch is
 padding (T5 packs to 512 tokens). Two parts, kept apart so each is easy to test:

@@ -51,11 +51,12 @@ def _split_sentinels(text: str, num_extra_ids: int) -> Iterator[str | int]:
 
 
 def _strip_eos_and_pad(vocab: Vocabulary, ids: Sequence[int]) -> list[int]:
-    """The base class's decode rules: stop at the first EOS, drop padding."""
+    """The base class's decode rules: stop at the first EOS, drop padding and ids past the
+    vocabulary (a model's embedding is padded to a multiple of 128, so it can emit them)."""
     ids = [int(i) for i in ids]
     if vocab.eos_id in ids:
         ids = ids[: ids.index(vocab.eos_id)]
-    return [i for i in ids if i != vocab.pad_id]
+    return [i for i in ids if i != vocab.pad_id and 0 <= i < vocab.vocab_size]
 
 
 class SentencePieceVocabulary(Vocabulary):
@@ -199,7 +200,9 @@ def train_sentencepiece(
     if model_type not in MODEL_TYPES:
         raise TaskmixError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
     if vocab_size < 4:
-        raise TaskmixError(f"vocab_size must be at least 4 (pad, eos, unk + 1 piece), got {vocab_size}")
+        raise TaskmixError(
+            f"vocab_size must be at least 4 (pad, eos, unk + 1 piece), got {vocab_size}"
+        )
     if max_sentences != 0 and max_sentences < MIN_SAMPLED_SENTENCES:
         raise TaskmixError(
             f"max_sentences must be 0 (no limit) or at least {MIN_SAMPLED_SENTENCES} "
@@ -245,7 +248,8 @@ def train_sentencepiece(
     vocab = SentencePieceVocabulary(model_path)
     processor = vocab.processor
     listing = "".join(
-        f"{processor.id_to_piece(i)}\t{processor.get_score(i)}\n" for i in range(vocab.base_vocab_size)
+        f"{processor.id_to_piece(i)}\t{processor.get_score(i)}\n"
+        for i in range(vocab.base_vocab_size)
     )
     _write_atomic(prefix.with_name(prefix.name + ".vocab"), listing.encode("utf-8"))
     if vocab.base_vocab_size < vocab_size:
@@ -283,7 +287,9 @@ class HFTokenizerVocabulary(Vocabulary):
                 str(self.path), local_files_only=True
             )
         except Exception as err:  # transformers raises many types for a bad folder
-            raise TaskmixError(f"cannot load a Hugging Face tokenizer from {self.path}: {err}") from None
+            raise TaskmixError(
+                f"cannot load a Hugging Face tokenizer from {self.path}: {err}"
+            ) from None
         self.tokenizer = tokenizer
         found = self._check_layout(num_extra_ids)
         super().__init__(found)
@@ -353,7 +359,6 @@ def _model_proto(vocab: SentencePieceVocabulary):
 
 def _hf_t5_tokenizer(vocab: SentencePieceVocabulary):
     """A ``T5Tokenizer`` with the same pieces, scores and normalization as the SentencePiece model."""
-    transformers = _require_transformers()
     proto = _model_proto(vocab)
     where = f"sentencepiece model {vocab.model_path}"
     # transformers 5's T5Tokenizer is a Unigram model that splits on whitespace and adds "▁".
@@ -373,6 +378,7 @@ def _hf_t5_tokenizer(vocab: SentencePieceVocabulary):
         raise TaskmixError(
             f"{where} has user-defined symbols or byte fallback, which the export does not support"
         )
+    transformers = _require_transformers()
     pieces = [(p.piece, p.score) for p in proto.pieces]
     sentinels = [(f"<extra_id_{i}>", 0.0) for i in reversed(range(vocab.num_extra_ids))]
     return transformers.T5Tokenizer(

@@ -64,8 +64,8 @@ class Vocabulary(ABC):
         pieces: list[str] = []
         run: list[int] = []
         for i in ids:
-            if i == self.pad_id:
-                continue
+            if i == self.pad_id or not 0 <= i < self.vocab_size:
+                continue  # ids past the vocabulary: a model's padded embedding can emit them
             if self.is_sentinel(i):
                 if run:
                     pieces.append(self._decode(run))

@@ -114,7 +114,13 @@ class _UncachedDecoder:
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    return F.rms_norm(x, weight.shape, weight, eps)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Unscaled attention for one query position; for a single query a plain matmul-softmax is
+    about twice as fast on CPU as ``scaled_dot_product_attention``."""
+    return torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + bias, dim=-1) @ v
 
 
 @dataclass
@@ -191,15 +197,11 @@ class _CachedDecoder:
             q, k, v = qkv.view(batch, 3, heads, 1, d_kv).unbind(1)
             layer.cache_k[:, :, t : t + 1] = k
             layer.cache_v[:, :, t : t + 1] = v
-            attn = F.scaled_dot_product_attention(
-                q, layer.cache_k[:, :, : t + 1], layer.cache_v[:, :, : t + 1], attn_mask=self_bias, scale=1.0
-            )
+            attn = _attend(q, layer.cache_k[:, :, : t + 1], layer.cache_v[:, :, : t + 1], self_bias)
             x = x + F.linear(attn.reshape(batch, 1, -1), layer.w_o_self)
 
             q = F.linear(_rms(x, layer.ln_cross, eps), layer.w_q_cross).view(batch, heads, 1, d_kv)
-            attn = F.scaled_dot_product_attention(
-                q, layer.cross_k, layer.cross_v, attn_mask=self.cross_bias, scale=1.0
-            )
+            attn = _attend(q, layer.cross_k, layer.cross_v, self.cross_bias)
             x = x + F.linear(attn.reshape(batch, 1, -1), layer.w_o_cross)
 
             hidden = F.linear(_rms(x, layer.ln_ff, eps), layer.w_in)

@@ -37,7 +37,11 @@ from taskmix.objectives.transforms import (
 
 
 class SpanCorruption(Objective):
-    """Replace corrupted spans by unique sentinels; ``mean_noise_span_length=None`` = i.i.d. mask."""
+    """Replace corrupted spans by unique sentinels; ``mean_noise_span_length=None`` = i.i.d. mask.
+
+    ``input_length`` (else ``ctx.sequence_length["inputs"]``) only sets ``raw_length`` and the
+    up-front checks; cutting chunks to that length is ``split_tokens``' job, before this step.
+    """
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ class BatchStream(Iterator[Batch]):
                 self.pending.append(item)
         misses = 0
         while misses < self.max_misses and not all(min(f) == 0 for f in free):
-            item = self.converter._prepare(next(self.examples))
+            item = self.converter.prepare(next(self.examples))
             if item is None:
                 continue
             if place(item):
@@ -74,18 +74,8 @@ class BatchStream(Iterator[Batch]):
             else:
                 self.pending.append(item)
                 misses += 1
-        built = [self.converter._build_row(row, lengths) for row in rows if row]
         self.num_examples += sum(len(row) for row in rows)
-        names = self.converter.feature_names
-        batch = {name: np.stack([row[name] for row in built]) for name in names}
-        if len(built) < self.batch_size:  # rows left empty: all-zero (no tokens, no loss)
-            batch = {
-                name: np.concatenate(
-                    [array, np.zeros((self.batch_size - len(built), array.shape[1]), array.dtype)]
-                )
-                for name, array in batch.items()
-            }
-        return batch
+        return self.converter.build_batch([row for row in rows if row], self.batch_size, lengths)
 
     def state_dict(self) -> dict[str, Any]:
         return {

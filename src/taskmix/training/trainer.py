@@ -102,7 +102,7 @@ def load_vocabulary(spec: str) -> Vocabulary:
 
 
 def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Module:
-    from taskmix.models import build_model, load_pretrained, preset
+    from taskmix.models import build_model, preset
 
     if config.model.init_from:
         model = load_pretrained(config.model.init_from)
@@ -125,6 +125,23 @@ def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Mod
         **config.model.overrides,
     )
     return build_model(model_config)
+
+
+def load_pretrained(path: str | Path) -> torch.nn.Module:
+    """Weights to start from: a taskmix run folder (its last checkpoint) or a HF T5 folder."""
+    path = Path(path)
+    if (path / "config.yaml").is_file():
+        from taskmix.training.runs import load_run
+
+        return load_run(path)[0]
+    if (path / "config.json").is_file():
+        from taskmix.models.hf import load_hf_checkpoint
+
+        return load_hf_checkpoint(path)
+    raise ConfigError(
+        f"model.init_from: {path} is neither a taskmix run folder (config.yaml) nor a "
+        "Hugging Face T5 folder (config.json + model.safetensors)"
+    )
 
 
 def _round_up(n: int, multiple: int) -> int:

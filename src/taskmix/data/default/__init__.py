@@ -24,6 +24,8 @@ from taskmix.data.task import Example, Feature, Task, map_examples, tokenize
 
 __all__ = [
     "CORPUS_TASK",
+    "PRETRAIN_MIXTURE",
+    "SPAN_CORRUPTION_TASK",
     "DEFAULT_CAP",
     "FAMILIES",
     "SPECS",
@@ -40,6 +42,11 @@ __all__ = [
 # MNLI-sized sets with K = 2^19 and ExT5 caps at 3e5: large tasks cannot drown the small ones.
 DEFAULT_CAP = 2000
 CORPUS_TASK = "world_corpus"
+# Span corruption on the corpus, sized for CPU runs (T5 uses 512), and the ExT5-style mixture of
+# it with the supervised tasks: one span-corruption example per three supervised ones.
+SPAN_CORRUPTION_TASK = "world_span_corruption"
+SPAN_CORRUPTION_INPUT_LENGTH = 128
+PRETRAIN_MIXTURE = "default_pretrain"
 
 
 def _formatter(spec):
@@ -105,6 +112,26 @@ def default_tasks(seed: int = 0) -> list[Task]:
     return tasks
 
 
+def span_corruption_task(seed: int = 0) -> Task:
+    """T5's span corruption (density 0.15, mean span 3) over the world corpus."""
+    from taskmix.data.default.generate import corpus_files
+    from taskmix.data.sources import JsonlSource
+    from taskmix.objectives import make_pretraining_task
+
+    files = corpus_files(ensure_data(seed))
+    task = make_pretraining_task(
+        SPAN_CORRUPTION_TASK,
+        JsonlSource({s: str(p) for s, p in files.items()}),
+        default_vocabulary(seed),
+        "span_corruption",
+        input_length=SPAN_CORRUPTION_INPUT_LENGTH,
+    )
+    task.family = "pretraining"
+    task.description = "Span corruption (T5's objective) over the world corpus."
+    task.metadata.update({"chance": {}, "in_mixture": False, "default_data_seed": seed})
+    return task
+
+
 _registered = False
 
 
@@ -135,6 +162,15 @@ def register_default_tasks() -> None:
         _add(
             MixtureRegistry,
             Mixture("default", in_mixture, strategy="proportional", cap=DEFAULT_CAP),
+        )
+        _add(TaskRegistry, span_corruption_task(0))
+        _add(
+            MixtureRegistry,
+            Mixture(
+                PRETRAIN_MIXTURE,
+                [(SPAN_CORRUPTION_TASK, 1.0), ("default", 3.0)],
+                strategy="explicit",
+            ),
         )
         for family in FAMILIES:
             names = [s.name for s in SPECS if s.in_mixture and s.family == family]

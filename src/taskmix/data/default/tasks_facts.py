@@ -350,6 +350,7 @@ def build_world_stsb(world: World, rng: random.Random, sizes: dict[str, int]) ->
 
 # --- translation-like task (out of the default mixture) ----------------------------------------
 
+ARTICLES = ("the", "a", "an")
 VERBS = {
     "is",
     "was",
@@ -392,12 +393,18 @@ def zarnic_lexicon(world: World, seed_rng: random.Random) -> dict[str, str]:
 
 
 def to_zarnic(sentence: str, lexicon: dict[str, str]) -> str:
-    """Drop "the"/"a"/"an", map every lower-case word, move verbs to the end (names unchanged)."""
+    """Drop "the"/"a"/"an", map every lower-case word, move verbs to the end.
+
+    Capitalised words are names and stay as they are ("Rindra Works" too), except a
+    sentence-initial template word such as "The" or "Many".
+    """
     words = sentence.rstrip(".").replace(",", "").split()
-    kept = [w for w in words if w.lower() not in ("the", "a", "an")]
+    if words and (words[0].lower() in lexicon or words[0].lower() in ARTICLES):
+        words[0] = words[0].lower()
+    kept = [w for w in words if w not in ARTICLES]
     verbs = [w for w in kept if w in VERBS]
     rest = [w for w in kept if w not in VERBS]
-    return " ".join(lexicon.get(w.lower(), w) for w in rest + verbs) + "."
+    return " ".join(lexicon.get(w, w) if w.islower() else w for w in rest + verbs) + "."
 
 
 def build_translation(world: World, rng: random.Random, sizes: dict[str, int]) -> Splits:

@@ -133,7 +133,7 @@ def build_dialog_state(world: World, rng: random.Random, sizes: dict[str, int]) 
             slot = rng.choice(("category", "colour", "price", "drop"))
             if slot == "category":
                 value = rng.choice(categories)
-                turns.append(f"user: I am looking for a {value}.")
+                turns.append(articles(f"user: I am looking for a {value}."))
             elif slot == "colour":
                 value = rng.choice(COLOURS)
                 said = "Actually, make it" if "colour" in state else "It should be"

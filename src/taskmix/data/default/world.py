@@ -229,7 +229,7 @@ RELATIONS: dict[str, Relation] = {
     ),
     "product.price": _r(
         "The {s} is {v}. | In most shops the {s} is {v}.",
-        "Is the {s} cheap, affordable or expensive? | How expensive is the {s}?",
+        "Is the {s} cheap, affordable or expensive? | What is the price band of the {s}?",
         "price_of",
     ),
 }

@@ -1,0 +1,139 @@
+"""Greedy decoding (cached == uncached == transformers), ensembles, rank classification."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from taskmix.data.errors import TaskmixError
+from taskmix.models import DecoderOnlyLM, T5Model
+from taskmix.models.generate import ensemble_greedy, greedy_decode, score_options
+from taskmix.models.hf import save_hf_checkpoint
+from tests.models.helpers import tiny_config
+
+EOS = 1
+
+
+def _model_that_stops_sometimes(**overrides) -> tuple[T5Model, torch.Tensor, torch.Tensor]:
+    """A random model whose EOS logit is boosted until some rows end early and some do not, so
+    per-row stopping is exercised. Returns (model, inputs, greedy output)."""
+    model = T5Model(tiny_config(**overrides)).eval()
+    inputs = torch.randint(2, 96, (8, 10))
+    inputs[2, 6:] = 0
+    inputs[5, 3:] = 0
+    head = model.shared.weight if model.lm_head is None else model.lm_head.weight
+    with torch.no_grad():
+        head[0] = 0.0  # random tied models otherwise echo the start/pad token forever
+        if model.lm_head is None:
+            head.mul_(0.2)  # and a large tied embedding makes them echo their last token
+    original = head.detach().clone()
+    for boost in torch.linspace(1.0, 6.0, 26):
+        with torch.no_grad():
+            head[EOS] = original[EOS] * boost
+        out = greedy_decode(model, inputs, max_length=12)
+        ended = (out == EOS).any(1)
+        late = (out[:, 1:] == EOS).any(1)  # some row ends after its first token
+        varied = len(set(out.flatten().tolist())) > 6  # not a degenerate echo of one token
+        if 0 < int(ended.sum()) < len(out) and bool(late.any()) and varied:
+            return model, inputs, out
+    raise AssertionError("could not make a model that stops on some rows only")
+
+
+@pytest.mark.parametrize("flavour", [{}, {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}])
+def test_cached_equals_uncached_and_stops_per_row(flavour):
+    model, inputs, cached = _model_that_stops_sometimes(**flavour)
+    uncached = greedy_decode(model, inputs, max_length=12, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert cached.shape == (8, 12)
+    for row in cached:
+        hits = (row == EOS).nonzero()
+        if len(hits):
+            assert (row[int(hits[0]) + 1 :] == 0).all()  # padding after EOS
+
+
+def test_greedy_matches_transformers_generate(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.set_verbosity_error()
+    model, inputs, ours = _model_that_stops_sometimes(feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    save_hf_checkpoint(model, tmp_path / "ckpt")
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "ckpt").eval()
+    with torch.no_grad():
+        theirs = hf.generate(
+            input_ids=inputs, attention_mask=(inputs > 0).long(), do_sample=False, num_beams=1, max_new_tokens=12
+        )[:, 1:]
+    theirs = F.pad(theirs, (0, ours.shape[1] - theirs.shape[1]))
+    assert torch.equal(ours, theirs)
+
+
+def test_decoding_stops_when_every_row_is_done():
+    model = T5Model(tiny_config(feed_forward_proj="gated-gelu", tie_word_embeddings=False)).eval()
+    inputs = torch.randint(2, 96, (4, 5))
+    original = model.lm_head.weight[EOS].detach().clone()
+    for boost in range(1, 40):
+        with torch.no_grad():
+            model.lm_head.weight[EOS] = original * boost
+        out = greedy_decode(model, inputs, max_length=30)
+        if (out == EOS).any(1).all():
+            last_first_eos = max(int((row == EOS).nonzero()[0]) for row in out)
+            assert out.shape == (4, last_first_eos + 1)
+            return
+    raise AssertionError("EOS never ended every row")
+
+
+def test_ensemble_averages_logits_before_argmax():
+    a, b = T5Model(tiny_config()).eval(), T5Model(tiny_config()).eval()
+    inputs = torch.randint(2, 96, (4, 8))
+    assert torch.equal(ensemble_greedy([a, a], inputs, max_length=6), greedy_decode(a, inputs, max_length=6))
+    got = ensemble_greedy([a, b], inputs, max_length=6)
+    # reference: teacher-forced full decoding with averaged logits, one step at a time
+    with torch.no_grad():
+        prefix = torch.zeros(4, 1, dtype=torch.long)
+        for _ in range(got.shape[1]):
+            mean = (a(inputs, prefix).logits[:, -1] + b(inputs, prefix).logits[:, -1]) / 2
+            prefix = torch.cat([prefix, mean.argmax(-1, keepdim=True)], 1)
+    assert torch.equal(got[:, :], prefix[:, 1:] * (torch.cumsum(prefix[:, 1:] == EOS, 1) - (prefix[:, 1:] == EOS).long() == 0))
+    assert not torch.equal(got, greedy_decode(a, inputs, max_length=6)) or not torch.equal(
+        got, greedy_decode(b, inputs, max_length=6)
+    )
+
+
+def test_ensemble_rejects_mismatched_vocabularies():
+    with pytest.raises(TaskmixError, match="vocabulary"):
+        ensemble_greedy([T5Model(tiny_config()), T5Model(tiny_config(vocab_size=64))], torch.ones(1, 3, dtype=torch.long))
+
+
+def _log_likelihood(model: T5Model, inputs: list[int], target: list[int]) -> float:
+    x, y = torch.tensor([inputs]), torch.tensor([target])
+    with torch.no_grad():
+        return -model(x, F.pad(y, (1, 0))[:, :-1], y).loss_sum.item()
+
+
+def test_score_options_ranks_by_log_likelihood():
+    model = T5Model(tiny_config()).eval()
+    inputs = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    options = [[20, EOS], [30, 31, EOS], [40, 41, 42, EOS]]
+    result = score_options(model, inputs, options, batch_size=4)  # batch splits the 9 pairs
+    for i, x in enumerate(inputs):
+        expected = [_log_likelihood(model, x, o) for o in options]
+        assert result.scores[i] == pytest.approx(expected, abs=1e-4)
+        assert result.best[i] == max(range(3), key=expected.__getitem__)
+    per_input = score_options(model, inputs, [options[:2], options, options[1:]])
+    assert per_input.scores[0] == pytest.approx(result.scores[0][:2], abs=1e-4)
+    assert per_input.scores[2] == pytest.approx(result.scores[2][1:], abs=1e-4)
+    with pytest.raises(TaskmixError, match="option lists"):
+        score_options(model, inputs, [options])
+
+
+@pytest.mark.parametrize("architecture", ["decoder_only", "prefix_lm"])
+def test_score_options_for_decoder_only_models(architecture):
+    model = DecoderOnlyLM(tiny_config(architecture=architecture)).eval()
+    inputs, options = [[5, 6, 7]], [[20, EOS], [30, 31, EOS]]
+    result = score_options(model, inputs, options)
+    for j, option in enumerate(options):
+        tokens = torch.tensor([inputs[0] + option])
+        causal = (torch.arange(tokens.shape[1]) <= 3).long()[None] if architecture == "prefix_lm" else None
+        weights = (torch.arange(tokens.shape[1]) >= 3).float()[None]
+        with torch.no_grad():
+            out = model(F.pad(tokens, (1, 0))[:, :-1], tokens, decoder_loss_weights=weights, decoder_causal_attention=causal)
+        assert result.scores[0][j] == pytest.approx(-out.loss_sum.item(), abs=1e-4)

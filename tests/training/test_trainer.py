@@ -1,0 +1,91 @@
+"""End-to-end training: resume after SIGKILL gives the same losses; bad configs fail early."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+CONFIG = {
+    "seed": 3,
+    "steps": 12,
+    "vocabulary": "byte",
+    "threads": 1,
+    "log_every": 1,
+    "model": {
+        "preset": "tiny",
+        "overrides": {"d_model": 32, "d_ff": 64, "num_heads": 2, "d_kv": 16, "num_layers": 1},
+    },
+    "data": {"mixture": "default", "input_length": 64, "target_length": 16, "batch_size": 4},
+    "eval": {"tasks": ["topic"], "max_examples": 4, "max_decode_length": 4},
+    "checkpoint": {"every": 4, "keep_last": 2},
+}
+
+
+def _train_cmd(config_path: Path, run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "taskmix.cli.main", "train", str(config_path), "--out", str(run_dir), "--no-progress"]
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.fixture
+def config_path(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path, config_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(config_path, straight), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(config_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "step-00000004").exists():
+        assert proc.poll() is None, "training ended before the first checkpoint"
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoints" / "step-00000012").exists(), "killed too late to test resuming"
+
+    resumed = subprocess.run(_train_cmd(config_path, killed), check=True, env=env, capture_output=True, text=True)
+    assert "resuming from" in resumed.stdout
+    expected, got = _losses(straight), _losses(killed)
+    assert sorted(got) == list(range(1, 13))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], abs=1e-6), f"step {step}"
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "data": {**CONFIG["data"], "batch_sise": 3}}))
+    result = subprocess.run(_train_cmd(path, tmp_path / "run"), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "data.batch_sise: unknown key" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_refuses_another_config(tmp_path, config_path):
+    from taskmix.training.checkpoint import CheckpointError
+    from taskmix.training.config import parse_config
+    from taskmix.training.trainer import train
+
+    run = tmp_path / "run"
+    config = parse_config({**CONFIG, "steps": 2, "checkpoint": {"every": 2}})
+    train(config, run, progress=False)
+    other = parse_config({**CONFIG, "steps": 3, "checkpoint": {"every": 2}})
+    with pytest.raises(CheckpointError, match=r"another config \(differs in \['steps'\]\)"):
+        train(other, run, progress=False)
