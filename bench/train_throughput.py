@@ -92,7 +92,9 @@ def hf_batch_size(examples: Sequence[Example], slots: int) -> int:
     best = 1
     for n in range(1, len(examples) + 1):
         chunks = [examples[i : i + n] for i in range(0, len(examples) - n + 1, n)]
-        used = np.mean([n * (max(len(i) for i, _ in c) + max(len(t) for _, t in c)) for c in chunks])
+        used = np.mean(
+            [n * (max(len(i) for i, _ in c) + max(len(t) for _, t in c)) for c in chunks]
+        )
         if used > slots:
             break
         best = n
@@ -168,6 +170,31 @@ def run_steps(step: Callable[[dict], None], batches: Sequence[dict]) -> float:
     return time.perf_counter() - start
 
 
+def interleaved(
+    step_a: Callable[[dict], None],
+    batches_a: Sequence[dict],
+    sizes_a: Sequence[int],
+    step_b: Callable[[dict], None],
+    batches_b: Sequence[dict],
+    sizes_b: Sequence[int],
+) -> tuple[float, float]:
+    """Seconds each side spends on its batches, stepping them alternately so that both sides
+    are at the same point of the example set (the load of a shared machine hits both alike)."""
+    time_a = time_b = 0.0
+    done_a = done_b = 0  # examples processed so far
+    i = j = 0
+    while i < len(batches_a) or j < len(batches_b):
+        if j >= len(batches_b) or (i < len(batches_a) and done_a <= done_b):
+            time_a += run_steps(step_a, [batches_a[i]])
+            done_a += sizes_a[i]
+            i += 1
+        else:
+            time_b += run_steps(step_b, [batches_b[j]])
+            done_b += sizes_b[j]
+            j += 1
+    return time_a, time_b
+
+
 # --- FLOPs --------------------------------------------------------------------------------
 def matmul_params(config: T5Config) -> tuple[int, int, int]:
     """Weights in matmuls per encoder token, per decoder token, and per encoder token for each
@@ -187,7 +214,9 @@ def model_flops(config: T5Config, examples: Sequence[Example]) -> float:
     inner = config.num_heads * config.d_kv
     t_in = sum(len(i) for i, _ in examples)
     t_tgt = sum(len(t) for _, t in examples)
-    pairs = config.num_layers * sum(len(i) ** 2 for i, _ in examples) + config.num_decoder_layers * sum(
+    pairs = config.num_layers * sum(
+        len(i) ** 2 for i, _ in examples
+    ) + config.num_decoder_layers * sum(
         len(t) * (len(t) + 1) // 2 + len(t) * len(i) for i, t in examples
     )
     return 6.0 * ((enc + cross_kv) * t_in + dec * t_tgt) + 12.0 * inner * pairs
@@ -213,15 +242,23 @@ class Setup:
     examples: list[Example]
 
 
-def make_setup(args, preset_name: str, version: str, steps: int) -> Setup:
+def make_setup(args, preset_name: str, version: str, steps: int, rows: int) -> Setup:
     from taskmix.data.default import default_vocabulary
 
     vocab_size = -(-default_vocabulary().vocab_size // 128) * 128
-    config = preset(preset_name, version=version, vocab_size=vocab_size)
-    batches = packed_batches(
-        args.warmup + steps, args.batch_size, args.input_length, args.target_length
+    overrides = {} if args.dropout is None else {"dropout_rate": args.dropout}
+    config = preset(preset_name, version=version, vocab_size=vocab_size, **overrides)
+    batches = packed_batches(args.warmup + steps, rows, args.input_length, args.target_length)
+    examples = [e for b in batches for e in unpack(b)]
+    in_batches = sum(
+        int((b["encoder_input_tokens"] > 0).sum() + (b["decoder_target_tokens"] > 0).sum())
+        for b in batches
     )
-    return Setup(config, batches, [e for b in batches for e in unpack(b)])
+    if in_batches != non_pad_tokens(examples):  # the HF side must get exactly these tokens
+        raise AssertionError(
+            f"unpacked {non_pad_tokens(examples)} tokens, batches hold {in_batches}"
+        )
+    return Setup(config, batches, examples)
 
 
 def compare(args) -> None:
@@ -229,7 +266,8 @@ def compare(args) -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    setup = make_setup(args, args.preset, args.version, args.steps)
+    logging.disable_progress_bar()
+    setup = make_setup(args, args.preset, args.version, args.steps, args.batch_size)
     torch.manual_seed(0)
     ours = build_model(setup.config).train()
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,56 +297,79 @@ def compare(args) -> None:
     )
     print(f"  HF:      {len(hf_timed)} steps x {n_hf} padded examples (fill {fill_hf:.0%})")
 
-    step_ours = taskmix_step(maybe_compile(ours, args), make_optimizer("adafactor", ours.parameters(), lr=1e-3))
+    step_ours = taskmix_step(
+        maybe_compile(ours, args), make_optimizer("adafactor", ours.parameters(), lr=1e-3)
+    )
     step_hf = hf_step(hf, make_optimizer("adafactor", hf.parameters(), lr=1e-3))
     run_steps(step_ours, ours_warm)
     run_steps(step_hf, hf_warm)
-    rates_ours, rates_hf = [], []
+    peak_before = matmul_peak()
+    rates_ours, rates_hf, ratios = [], [], []
+    ours_sizes = [len(unpack(b)) for b in setup.batches[args.warmup :]]
+    hf_sizes = [len(b["input_ids"]) for b in hf_timed]
     for r in range(args.rounds):
-        t_ours = run_steps(step_ours, ours_timed)
-        t_hf = run_steps(step_hf, hf_timed)
+        t_ours, t_hf = interleaved(step_ours, ours_timed, ours_sizes, step_hf, hf_timed, hf_sizes)
         rates_ours.append(tokens / t_ours)
         rates_hf.append(tokens / t_hf)
+        ratios.append(t_hf / t_ours)
         print(
             f"  round {r}: taskmix {tokens / t_ours:8.0f} tok/s   HF {tokens / t_hf:8.0f} tok/s   "
             f"ratio {t_hf / t_ours:.2f}x"
         )
-    peak = matmul_peak()
+    peak = max(peak_before, matmul_peak())  # shared machine: the better of before / after
     med_ours, med_hf = statistics.median(rates_ours), statistics.median(rates_hf)
     per_token = flops / tokens
     print(f"  matmul peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     print(
         f"  median: taskmix {med_ours:.0f} tok/s (MFU {med_ours * per_token / peak:.1%})   "
         f"HF {med_hf:.0f} tok/s (MFU {med_hf * per_token / peak:.1%})   "
-        f"speed-up {med_ours / med_hf:.2f}x"
+        f"speed-up {statistics.median(ratios):.2f}x (median of rounds)"
     )
 
 
 def mfu(args) -> None:
-    setup = make_setup(args, args.mfu_preset, args.mfu_version, args.mfu_steps)
+    setup = make_setup(args, args.mfu_preset, args.mfu_version, args.mfu_steps, args.mfu_batch_size)
     torch.manual_seed(0)
     model = build_model(setup.config).train()
-    step = taskmix_step(maybe_compile(model, args), make_optimizer("adafactor", model.parameters(), lr=1e-3))
+    compiled = maybe_compile(model, args)
+    optimizer = make_optimizer("adafactor", model.parameters(), lr=1e-3)
+    step = taskmix_step(compiled, optimizer)
     batches = [to_torch(b) for b in setup.batches]
     run_steps(step, batches[: args.warmup])
-    times = []
-    for batch in batches[args.warmup :]:
-        times.append(run_steps(step, [batch]))
     peaks = [matmul_peak()]
+    times, backward_times = [], []
+    for batch in batches[args.warmup :]:
+        start = time.perf_counter()
+        out = compiled(**batch)
+        (out.loss_sum / max(float(batch["decoder_loss_weights"].sum()), 1.0)).backward()
+        backward_times.append(time.perf_counter() - start)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    peaks.append(matmul_peak())
+    peak = max(peaks)  # the machine is shared: the best of two measurements, before and after
     examples = [unpack(b) for b in setup.batches[args.warmup :]]
     flops = [model_flops(setup.config, e) for e in examples]
-    peaks.append(matmul_peak())
-    peak = max(peaks)
     achieved = statistics.median(f / t for f, t in zip(flops, times, strict=True))
+    fwd_bwd = statistics.median(f / t for f, t in zip(flops, backward_times, strict=True))
     tokens = statistics.median(non_pad_tokens(e) / t for e, t in zip(examples, times, strict=True))
     print(
-        f"[mfu] preset {args.mfu_preset} v{args.mfu_version}: {num_params(model) / 1e6:.1f}M params, "
-        f"{args.batch_size} rows of {args.input_length}+{args.target_length}, "
-        f"{len(times)} steps, step times {', '.join(f'{t:.2f}' for t in times)} s"
+        f"[mfu] preset {args.mfu_preset} v{args.mfu_version}: {num_params(model) / 1e6:.1f}M params "
+        f"(vocab {setup.config.vocab_size}), {args.mfu_batch_size} packed rows of "
+        f"{args.input_length}+{args.target_length}, {len(times)} timed steps"
     )
     print(
-        f"  {tokens:.0f} non-pad tok/s, {achieved / 1e9:.1f} model GFLOP/s, matmul peak "
-        f"{peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads): MFU {achieved / peak:.1%}"
+        "  step s (forward+backward / total): "
+        + ", ".join(f"{b:.2f}/{t:.2f}" for b, t in zip(backward_times, times, strict=True))
+    )
+    print(
+        f"  {tokens:.0f} non-pad tok/s, {achieved / 1e9:.1f} model GFLOP/s, fp32 matmul peak "
+        f"{peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"  MFU {achieved / peak:.1%} of the full step "
+        f"(forward+backward alone: {fwd_bwd / peak:.1%}; the rest is clipping + Adafactor)"
     )
 
 
@@ -330,7 +391,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", help="model size of the comparison")
     parser.add_argument("--version", default="1.1", choices=["1.0", "1.1"])
-    parser.add_argument("--steps", type=int, default=6, help="timed packed steps per round")
+    parser.add_argument("--steps", type=int, default=3, help="timed packed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=32, help="packed rows per batch")
@@ -339,17 +400,21 @@ def main() -> None:
     parser.add_argument("--target-length", type=int, default=64)
     parser.add_argument("--mfu-preset", default="small", help="'none' skips the MFU part")
     parser.add_argument("--mfu-version", default="1.0", choices=["1.0", "1.1"])
-    parser.add_argument("--mfu-steps", type=int, default=3)
+    parser.add_argument("--mfu-steps", type=int, default=2)
+    parser.add_argument("--mfu-batch-size", type=int, default=16, help="packed rows (MFU part)")
+    parser.add_argument("--dropout", type=float, default=None, help="override the preset's 0.1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile taskmix's model")
     parser.add_argument("--skip-compare", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     if not args.skip_compare:
         compare(args)
     if args.mfu_preset != "none":
         mfu(args)
+    print(f"total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

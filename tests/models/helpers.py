@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from taskmix.models import T5Config
 
 
@@ -22,5 +20,3 @@ def tiny_config(**overrides) -> T5Config:
     )
     fields.update(overrides)
     return T5Config(**fields)
-
-

@@ -24,8 +24,16 @@ FLAVOURS = {
 
 def _hf_model(flavour: str):
     config = transformers.T5Config(
-        vocab_size=96, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=3, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=16, **FLAVOURS[flavour],
+        vocab_size=96,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=3,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        **FLAVOURS[flavour],
     )
     model = transformers.T5ForConditionalGeneration(config).eval()
     if flavour == "v1.1":  # transformers 5 ties lm_head in memory; give it its own weights
@@ -69,11 +77,18 @@ def test_our_checkpoint_loads_in_transformers(flavour, tmp_path):
         # and the loss agrees with HF's (padding -> -100)
         labels = y.clone()
         labels[2, 12:] = 0
-        theirs = hf(input_ids=x, attention_mask=(x > 0).long(), labels=labels.masked_fill(labels == 0, -100))
+        theirs = hf(
+            input_ids=x, attention_mask=(x > 0).long(), labels=labels.masked_fill(labels == 0, -100)
+        )
         decoder_in = torch.nn.functional.pad(labels, (1, 0))[:, :-1]
-        assert ours(x, decoder_in, labels).loss.item() == pytest.approx(theirs.loss.item(), abs=1e-4)
+        assert ours(x, decoder_in, labels).loss.item() == pytest.approx(
+            theirs.loss.item(), abs=1e-4
+        )
     again = load_hf_checkpoint(tmp_path / "ckpt")
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), ours.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.state_dict().values(), ours.state_dict().values(), strict=True)
+    )
 
 
 def test_shared_variant_exports_to_transformers_and_back(tmp_path):
@@ -108,7 +123,10 @@ def test_sharded_checkpoint(tmp_path):
     save_hf_checkpoint(model, tmp_path / "one")
     weights = load_file(tmp_path / "one" / "model.safetensors")
     names = sorted(weights)
-    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    shards = {
+        "model-00001-of-00002.safetensors": names[::2],
+        "model-00002-of-00002.safetensors": names[1::2],
+    }
     folder = tmp_path / "sharded"
     folder.mkdir()
     (folder / "config.json").write_text((tmp_path / "one" / "config.json").read_text())
@@ -137,7 +155,9 @@ def test_wrong_architecture_corrupt_file_and_shape_errors(tmp_path):
     folder = save_hf_checkpoint(model, tmp_path / "ckpt")
 
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert", "architectures": ["BertModel"]}))
+    (folder / "config.json").write_text(
+        json.dumps({**config, "model_type": "bert", "architectures": ["BertModel"]})
+    )
     with pytest.raises(TaskmixError, match="not a T5 checkpoint"):
         load_hf_checkpoint(folder)
 

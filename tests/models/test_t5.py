@@ -19,7 +19,13 @@ def shift_right(targets: torch.Tensor) -> torch.Tensor:
 # --- config ----------------------------------------------------------------------------------
 def test_presets_follow_the_spec_table():
     small = preset("small")
-    assert (small.num_layers, small.d_model, small.d_ff, small.num_heads, small.d_kv) == (6, 512, 2048, 8, 64)
+    assert (small.num_layers, small.d_model, small.d_ff, small.num_heads, small.d_kv) == (
+        6,
+        512,
+        2048,
+        8,
+        64,
+    )
     assert small.tie_word_embeddings and small.feed_forward_proj == "relu"
     xl = preset("3B")
     assert (xl.d_ff, xl.num_heads, xl.d_kv) == (16384, 32, 128)
@@ -61,8 +67,15 @@ def test_config_round_trips_through_hf_keys_and_dict(overrides):
 def test_from_hf_config_reads_transformers_own_json():
     transformers = pytest.importorskip("transformers")
     hf = transformers.T5Config(
-        vocab_size=77, d_model=16, d_kv=4, d_ff=24, num_layers=3, num_decoder_layers=2,
-        num_heads=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        vocab_size=77,
+        d_model=16,
+        d_kv=4,
+        d_ff=24,
+        num_layers=3,
+        num_decoder_layers=2,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
     ).to_dict()
     config = T5Config.from_hf_config(hf)
     assert (config.vocab_size, config.num_layers, config.num_decoder_layers) == (77, 3, 2)
@@ -71,7 +84,12 @@ def test_from_hf_config_reads_transformers_own_json():
 
 
 def test_from_hf_config_rejects_other_architectures():
-    bert = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 32, "vocab_size": 10}
+    bert = {
+        "model_type": "bert",
+        "architectures": ["BertModel"],
+        "hidden_size": 32,
+        "vocab_size": 10,
+    }
     with pytest.raises(ConfigError, match="not a T5 checkpoint"):
         T5Config.from_hf_config(bert)
     incomplete = tiny_config().to_hf_config()
@@ -85,7 +103,9 @@ def test_from_hf_config_rejects_other_architectures():
 def test_relative_position_buckets_match_transformers(bidirectional):
     modeling = pytest.importorskip("transformers.models.t5.modeling_t5")
     relative = torch.arange(-300, 301)[None, :]
-    ours = relative_position_bucket(relative, bidirectional=bidirectional, num_buckets=32, max_distance=128)
+    ours = relative_position_bucket(
+        relative, bidirectional=bidirectional, num_buckets=32, max_distance=128
+    )
     theirs = modeling.T5Attention._relative_position_bucket(relative, bidirectional, 32, 128)
     assert torch.equal(ours, theirs)
     assert ours.max() == 31 and ours.min() == 0
@@ -111,7 +131,9 @@ def test_dropout_only_in_training():
     b = model(inputs, shift_right(targets)).logits
     assert not torch.allclose(a, b)
     model.eval()
-    assert torch.equal(model(inputs, shift_right(targets)).logits, model(inputs, shift_right(targets)).logits)
+    assert torch.equal(
+        model(inputs, shift_right(targets)).logits, model(inputs, shift_right(targets)).logits
+    )
 
 
 # --- packing ---------------------------------------------------------------------------------
@@ -145,7 +167,9 @@ def test_packed_row_gives_each_example_the_same_logits(shared):
     for x, y in examples:
         single = model(x[None], shift_right(y[None]), y[None])
         got = packed.logits[0, start : start + len(y)]
-        assert torch.allclose(got, single.logits[0], atol=1e-5), (got - single.logits[0]).abs().max()
+        assert torch.allclose(got, single.logits[0], atol=1e-5), (
+            (got - single.logits[0]).abs().max()
+        )
         start += len(y)
         total += single.loss_sum.item()
     assert packed.loss_sum.item() == pytest.approx(total, rel=1e-5)

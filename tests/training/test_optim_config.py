@@ -29,7 +29,9 @@ def test_adafactor_has_t5_settings_and_learns():
 
 
 def test_config_errors_name_the_key_and_expectation(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.batch_size: Input should be greater than 0 \(got -1\)"):
+    with pytest.raises(
+        ConfigError, match=r"data.batch_size: Input should be greater than 0 \(got -1\)"
+    ):
         parse_config({"data": {"batch_size": -1}}, "run.yaml")
     with pytest.raises(ConfigError, match="optimizer.nme: unknown key"):
         parse_config({"optimizer": {"nme": "adamw"}}, "run.yaml")

@@ -30,7 +30,16 @@ CONFIG = {
 
 
 def _train_cmd(config_path: Path, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "taskmix.cli.main", "train", str(config_path), "--out", str(run_dir), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "taskmix.cli.main",
+        "train",
+        str(config_path),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+    ]
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -51,7 +60,12 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path, config_path
     subprocess.run(_train_cmd(config_path, straight), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(config_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(config_path, killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "step-00000004").exists():
         assert proc.poll() is None, "training ended before the first checkpoint"
@@ -59,9 +73,13 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path, config_path
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "checkpoints" / "step-00000012").exists(), "killed too late to test resuming"
+    assert not (killed / "checkpoints" / "step-00000012").exists(), (
+        "killed too late to test resuming"
+    )
 
-    resumed = subprocess.run(_train_cmd(config_path, killed), check=True, env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _train_cmd(config_path, killed), check=True, env=env, capture_output=True, text=True
+    )
     assert "resuming from" in resumed.stdout
     expected, got = _losses(straight), _losses(killed)
     assert sorted(got) == list(range(1, 13))

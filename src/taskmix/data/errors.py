@@ -21,6 +21,10 @@ class RecordError(TaskmixError):
         super().__init__(f"{': '.join(parts)}: {message}" if parts else message)
 
 
+class CheckpointError(TaskmixError):
+    """A checkpoint is missing, truncated, corrupted, or of another model or vocabulary."""
+
+
 class ConfigError(TaskmixError):
     """A bad config: names the file, the key and what was expected."""
 
@@ -49,3 +53,10 @@ class ErrorReport:
 
     def total_skipped(self) -> int:
         return sum(self.skipped.values())
+
+
+class UnknownNameError(TaskmixError, KeyError):
+    """No task, mixture, objective... of that name (a KeyError that prints without quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import ErrorReport, TaskmixError
+from taskmix.data.errors import ErrorReport, TaskmixError, UnknownNameError
 from taskmix.data.rates import Strategy, mixing_rates
 from taskmix.data.registry import MixtureRegistry, TaskRegistry
 from taskmix.data.task import Example, Task, stable_seed, validate_name
@@ -48,7 +48,9 @@ def _lookup(name: str) -> Task | Mixture:
         return TaskRegistry.get(name)
     if is_mixture:
         return MixtureRegistry.get(name)
-    raise KeyError(f"unknown task or mixture {name!r} (register it before using the mixture)")
+    raise UnknownNameError(
+        f"unknown task or mixture {name!r} (register it before using the mixture)"
+    )
 
 
 def _component_name(component: Component) -> str:

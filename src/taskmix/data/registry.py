@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from taskmix.data.errors import UnknownNameError
 from taskmix.data.task import validate_name
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class Registry(Generic[T]):
         except KeyError:
             close = [n for n in self._items if name.lower() in n.lower()][:5]
             hint = f"; did you mean {close}?" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}{hint}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}") from None
 
     def __contains__(self, name: str) -> bool:
         self._load()

@@ -111,7 +111,9 @@ def evaluate_task(
         )
     targets = [task.postprocess(ex["targets_pretokenized"], ex) for ex in examples]
     predictions = [task.postprocess(text, ex) for text, ex in zip(texts, examples, strict=True)]
-    metrics = compute_metrics(task.metric_names, targets, predictions)
+    metrics = compute_metrics(
+        task.metric_names, targets, predictions, positive_label=task.metadata.get("positive_label")
+    )
     if return_predictions:
         metrics["_predictions"] = [
             {

@@ -58,10 +58,10 @@ def positive_label(targets: Sequence[Any]) -> Any:
     return next(x for x in labels if str(x) == candidates[0])
 
 
-def f1(targets: Sequence[Any], predictions: Sequence[Any]) -> float:
+def f1(targets: Sequence[Any], predictions: Sequence[Any], positive: Any | None = None) -> float:
     """Binary F1 of the positive class; any other prediction (including junk) is negative."""
     _check(targets, predictions)
-    pos = positive_label(targets)
+    pos = positive_label(targets) if positive is None else positive
     tp = sum(t == pos and p == pos for t, p in zip(targets, predictions, strict=True))
     fp = sum(t != pos and p == pos for t, p in zip(targets, predictions, strict=True))
     fn = sum(t == pos and p != pos for t, p in zip(targets, predictions, strict=True))
@@ -205,9 +205,19 @@ METRICS: dict[str, MetricFn] = {
 
 
 def compute_metrics(
-    names: Sequence[str], targets: Sequence[Any], predictions: Sequence[Any]
+    names: Sequence[str],
+    targets: Sequence[Any],
+    predictions: Sequence[Any],
+    *,
+    positive_label: Any | None = None,
 ) -> dict[str, float]:
+    """``{metric: score}``; ``positive_label`` names binary F1's positive class (else guessed)."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise KeyError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-    return {name: METRICS[name](targets, predictions) for name in names}
+    return {
+        name: f1(targets, predictions, positive_label)
+        if name == "f1"
+        else METRICS[name](targets, predictions)
+        for name in names
+    }

@@ -15,7 +15,9 @@ from taskmix.data.errors import ConfigError
 
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "prefix_lm")
 FEED_FORWARD_PROJS = ("relu", "gated-gelu")
-DEFAULT_VOCAB_SIZE = 32128  # 32k SentencePiece + 100 sentinels, padded to a multiple of 128 (as HF's t5)
+DEFAULT_VOCAB_SIZE = (
+    32128  # 32k SentencePiece + 100 sentinels, padded to a multiple of 128 (as HF's t5)
+)
 
 
 @dataclass
@@ -66,7 +68,9 @@ class T5Config:
                 f"T5Config.architecture: expected one of {ARCHITECTURES}, got {self.architecture!r}"
             )
         if not 0.0 <= float(self.dropout_rate) < 1.0:
-            raise ConfigError(f"T5Config.dropout_rate: expected 0 <= p < 1, got {self.dropout_rate!r}")
+            raise ConfigError(
+                f"T5Config.dropout_rate: expected 0 <= p < 1, got {self.dropout_rate!r}"
+            )
         if self.shared_encoder_decoder:
             if self.architecture != "encoder_decoder":
                 raise ConfigError(
@@ -94,7 +98,9 @@ class T5Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"T5Config: unknown keys {unknown}; expected a subset of {sorted(known)}")
+            raise ConfigError(
+                f"T5Config: unknown keys {unknown}; expected a subset of {sorted(known)}"
+            )
         return cls(**data)
 
     # --- Hugging Face interop -------------------------------------------------------------
@@ -138,9 +144,7 @@ class T5Config:
     def from_hf_config(cls, hf: dict[str, Any], *, source: str = "config.json") -> T5Config:
         """Build from a transformers ``T5Config`` JSON dict; other model types raise ConfigError."""
         model_type = hf.get("model_type")
-        if model_type not in ("t5", None) or (
-            model_type is None and "d_kv" not in hf
-        ):
+        if model_type not in ("t5", None) or (model_type is None and "d_kv" not in hf):
             raise ConfigError(
                 f"{source}: model_type {model_type!r} is not a T5 checkpoint (expected model_type 't5')"
             )

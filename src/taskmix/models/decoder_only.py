@@ -66,4 +66,3 @@ class DecoderOnlyLM(LMHead):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-

@@ -59,19 +59,40 @@ def ensemble_greedy(
             )
     vocab = {m.config.vocab_size for m in models}
     if len(vocab) != 1:
-        raise TaskmixError(f"ensemble models must share a vocabulary, got vocab sizes {sorted(vocab)}")
+        raise TaskmixError(
+            f"ensemble models must share a vocabulary, got vocab sizes {sorted(vocab)}"
+        )
     if max_length < 1:
         raise TaskmixError(f"max_length: expected >= 1, got {max_length}")
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()  # no dropout while decoding; restored below
+    try:
+        return _greedy_loop(models, encoder_input_tokens.long(), max_length, use_cache, eos_id)
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+
+
+def _greedy_loop(
+    models: Sequence[T5Model],
+    tokens: torch.Tensor,
+    max_length: int,
+    use_cache: bool,
+    eos_id: int | None,
+) -> torch.Tensor:
     config = models[0].config
     eos = config.eos_token_id if eos_id is None else eos_id
     pad = config.pad_token_id
-    tokens = encoder_input_tokens.long()
-    batch = tokens.shape[0]
-    states = [_state(m, tokens, max_length, use_cache) for m in models]
+    batch, device = tokens.shape[0], tokens.device
+    states = []
+    for m in models:
+        decoder = _CachedDecoder if use_cache else _UncachedDecoder
+        states.append(decoder(m, tokens, m.encode(tokens), max_length))
 
-    out = torch.full((batch, max_length), pad, dtype=torch.long, device=tokens.device)
-    current = torch.full((batch,), config.decoder_start_token_id, dtype=torch.long, device=tokens.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=tokens.device)
+    out = torch.full((batch, max_length), pad, dtype=torch.long, device=device)
+    current = torch.full((batch,), config.decoder_start_token_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = 0
     for t in range(max_length):
         logits = states[0].step(current, t)
@@ -88,24 +109,16 @@ def ensemble_greedy(
     return out[:, :steps]
 
 
-def _state(model: T5Model, tokens: torch.Tensor, max_length: int, use_cache: bool):
-    was_training = model.training
-    model.eval()
-    try:
-        encoder_hidden = model.encode(tokens)
-    finally:
-        model.train(was_training)
-    if use_cache:
-        return _CachedDecoder(model, tokens, encoder_hidden, max_length)
-    return _UncachedDecoder(model, tokens, encoder_hidden, max_length)
-
-
 class _UncachedDecoder:
     """Reference path: re-runs the whole decoder prefix every step."""
 
-    def __init__(self, model: T5Model, tokens: torch.Tensor, encoder_hidden: torch.Tensor, max_length: int):
+    def __init__(
+        self, model: T5Model, tokens: torch.Tensor, encoder_hidden: torch.Tensor, max_length: int
+    ):
         self.model, self.tokens, self.encoder_hidden = model, tokens, encoder_hidden
-        self.prefix = torch.zeros(tokens.shape[0], max_length, dtype=torch.long, device=tokens.device)
+        self.prefix = torch.zeros(
+            tokens.shape[0], max_length, dtype=torch.long, device=tokens.device
+        )
 
     def step(self, current: torch.Tensor, t: int) -> torch.Tensor:
         self.prefix[:, t] = current
@@ -113,8 +126,14 @@ class _UncachedDecoder:
         return logits[:, -1]
 
 
+def _t(weight: torch.Tensor) -> torch.Tensor:
+    """(out, in) -> contiguous (in, out), a copy made once per decoding call."""
+    return weight.t().contiguous()
+
+
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return F.rms_norm(x, weight.shape, weight, eps)
+    """T5's layer norm, written out: HF's exact formula, and faster here than F.rms_norm."""
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -126,7 +145,9 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tenso
 @dataclass
 class _Layer:
     ln_self: torch.Tensor
-    w_qkv: torch.Tensor  # (3 * inner, d_model): q, k, v stacked for one matmul
+    # Weights are stored transposed, (in, out) and contiguous: torch.mm on that layout is
+    # 20-40% faster on CPU than F.linear for the small per-step batches.
+    w_qkv: torch.Tensor  # (d_model, 3 * inner): q, k, v side by side for one matmul
     w_o_self: torch.Tensor
     ln_cross: torch.Tensor
     w_q_cross: torch.Tensor
@@ -134,21 +155,23 @@ class _Layer:
     cross_k: torch.Tensor  # (B, H, L_enc, d_kv), computed once from the encoder output
     cross_v: torch.Tensor
     ln_ff: torch.Tensor
-    w_in: torch.Tensor  # (d_ff, d_model), or (2 * d_ff, d_model) stacking wi_0 and wi_1
+    w_in: torch.Tensor  # (d_model, d_ff), or (d_model, 2 * d_ff) with wi_0 then wi_1
     w_out: torch.Tensor
     cache_k: torch.Tensor  # (B, H, max_length, d_kv)
     cache_v: torch.Tensor
 
 
 class _CachedDecoder:
-    def __init__(self, model: T5Model, tokens: torch.Tensor, encoder_hidden: torch.Tensor, max_length: int):
+    def __init__(
+        self, model: T5Model, tokens: torch.Tensor, encoder_hidden: torch.Tensor, max_length: int
+    ):
         config = model.config
         self.config = config
         self.eps = config.layer_norm_epsilon
         self.heads, self.d_kv = config.num_heads, config.d_kv
         self.gated = config.is_gated
         self.embedding = model.shared.weight
-        self.lm_head = model.shared.weight if model.lm_head is None else model.lm_head.weight
+        self.lm_head = _t(model.shared.weight if model.lm_head is None else model.lm_head.weight)
         self.scale = config.d_model**-0.5 if model.lm_head is None else None
         self.final_ln = model.decoder.final_layer_norm.weight
         batch, enc_len = tokens.shape
@@ -166,21 +189,23 @@ class _CachedDecoder:
         for block in model.decoder.block:
             self_attn, cross, ff = block.layer[0], block.layer[1], block.layer[2]
             sa, ca, dense = self_attn.SelfAttention, cross.EncDecAttention, ff.DenseReluDense
-            w_in = torch.cat([dense.wi_0.weight, dense.wi_1.weight]) if self.gated else dense.wi.weight
+            w_in = (
+                torch.cat([dense.wi_0.weight, dense.wi_1.weight]) if self.gated else dense.wi.weight
+            )
             cache_shape = (batch, self.heads, max_length, self.d_kv)
             self.layers.append(
                 _Layer(
                     ln_self=self_attn.layer_norm.weight,
-                    w_qkv=torch.cat([sa.q.weight, sa.k.weight, sa.v.weight]),
-                    w_o_self=sa.o.weight,
+                    w_qkv=_t(torch.cat([sa.q.weight, sa.k.weight, sa.v.weight])),
+                    w_o_self=_t(sa.o.weight),
                     ln_cross=cross.layer_norm.weight,
-                    w_q_cross=ca.q.weight,
-                    w_o_cross=ca.o.weight,
+                    w_q_cross=_t(ca.q.weight),
+                    w_o_cross=_t(ca.o.weight),
                     cross_k=heads(ca.k(encoder_hidden)),
                     cross_v=heads(ca.v(encoder_hidden)),
                     ln_ff=ff.layer_norm.weight,
-                    w_in=w_in,
-                    w_out=dense.wo.weight,
+                    w_in=_t(w_in),
+                    w_out=_t(dense.wo.weight),
                     cache_k=torch.zeros(cache_shape, dtype=dtype, device=device),
                     cache_v=torch.zeros(cache_shape, dtype=dtype, device=device),
                 )
@@ -190,31 +215,31 @@ class _CachedDecoder:
         """Logits (B, vocab) for the token after ``current``, the token at decoder position t."""
         batch = current.shape[0]
         heads, d_kv, eps = self.heads, self.d_kv, self.eps
-        x = F.embedding(current, self.embedding)[:, None, :]  # (B, 1, D)
+        x = F.embedding(current, self.embedding)  # (B, D)
         self_bias = self.self_bias[None, :, t : t + 1, : t + 1]
         for layer in self.layers:
-            qkv = F.linear(_rms(x, layer.ln_self, eps), layer.w_qkv)
+            qkv = torch.mm(_rms(x, layer.ln_self, eps), layer.w_qkv)
             q, k, v = qkv.view(batch, 3, heads, 1, d_kv).unbind(1)
             layer.cache_k[:, :, t : t + 1] = k
             layer.cache_v[:, :, t : t + 1] = v
             attn = _attend(q, layer.cache_k[:, :, : t + 1], layer.cache_v[:, :, : t + 1], self_bias)
-            x = x + F.linear(attn.reshape(batch, 1, -1), layer.w_o_self)
+            x = torch.addmm(x, attn.reshape(batch, -1), layer.w_o_self)  # residual + projection
 
-            q = F.linear(_rms(x, layer.ln_cross, eps), layer.w_q_cross).view(batch, heads, 1, d_kv)
+            q = torch.mm(_rms(x, layer.ln_cross, eps), layer.w_q_cross).view(batch, heads, 1, d_kv)
             attn = _attend(q, layer.cross_k, layer.cross_v, self.cross_bias)
-            x = x + F.linear(attn.reshape(batch, 1, -1), layer.w_o_cross)
+            x = torch.addmm(x, attn.reshape(batch, -1), layer.w_o_cross)
 
-            hidden = F.linear(_rms(x, layer.ln_ff, eps), layer.w_in)
+            hidden = torch.mm(_rms(x, layer.ln_ff, eps), layer.w_in)
             if self.gated:
                 gate, linear = hidden.chunk(2, dim=-1)
                 hidden = F.gelu(gate, approximate="tanh") * linear
             else:
                 hidden = F.relu(hidden)
-            x = x + F.linear(hidden, layer.w_out)
-        x = _rms(x[:, 0], self.final_ln, eps)
+            x = torch.addmm(x, hidden, layer.w_out)
+        x = _rms(x, self.final_ln, eps)
         if self.scale is not None:
             x = x * self.scale
-        return F.linear(x, self.lm_head)
+        return torch.mm(x, self.lm_head)
 
 
 # --- rank classification -------------------------------------------------------------------
@@ -248,7 +273,9 @@ def score_options(
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
             flat_scores.extend(
-                _score_pairs(model, [inputs[i] for i, _ in chunk], [per_input[i][j] for i, j in chunk])
+                _score_pairs(
+                    model, [inputs[i] for i, _ in chunk], [per_input[i][j] for i, j in chunk]
+                )
             )
     finally:
         model.train(was_training)
@@ -303,8 +330,6 @@ def _score_pairs(model, inputs: list[Sequence[int]], targets: list[list[int]]) -
         total = torch.tensor([len(r) for r in rows], device=device)[:, None]
         weights = (positions >= in_len) & (positions < total)
         prefix = (positions <= in_len).long() if model.config.architecture == "prefix_lm" else None
-        logits = model(
-            decoder_inputs, targets_t, decoder_causal_attention=prefix
-        ).logits
+        logits = model(decoder_inputs, targets_t, decoder_causal_attention=prefix).logits
     log_probs = logits.float().log_softmax(-1).gather(-1, targets_t[..., None])[..., 0]
     return (log_probs * weights).sum(-1).tolist()

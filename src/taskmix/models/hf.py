@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from taskmix.data.errors import TaskmixError
+from taskmix.data.errors import CheckpointError
 from taskmix.models import build_model
 from taskmix.models.config import T5Config
 from taskmix.models.decoder_only import DecoderOnlyLM
@@ -34,10 +34,6 @@ PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Keys HF checkpoints may carry that alias other weights or are unused by T5.
 _ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 _UNUSED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
-
-
-class CheckpointError(TaskmixError):
-    """A checkpoint folder that cannot be loaded: names the file and what is wrong."""
 
 
 def load_hf_checkpoint(
@@ -54,8 +50,12 @@ def load_hf_checkpoint(
     (no arbitrary code), otherwise such folders are refused with a conversion hint."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"{folder}: not a checkpoint folder (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
-    config = T5Config.from_hf_config(_read_json(folder / CONFIG_NAME), source=str(folder / CONFIG_NAME))
+        raise CheckpointError(
+            f"{folder}: not a checkpoint folder (expected {CONFIG_NAME} + {WEIGHTS_NAME})"
+        )
+    config = T5Config.from_hf_config(
+        _read_json(folder / CONFIG_NAME), source=str(folder / CONFIG_NAME)
+    )
     if vocab_size is not None and vocab_size > config.vocab_size:
         raise CheckpointError(
             f"{folder / CONFIG_NAME}: vocab_size {config.vocab_size} is smaller than the vocabulary "
@@ -63,7 +63,7 @@ def load_hf_checkpoint(
         )
     weights = _read_weights(folder, allow_bin)
     model = build_model(config)
-    _load_state(model, weights, folder)
+    load_weights(model, weights, folder)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
@@ -134,7 +134,9 @@ def _read_weights(folder: Path, allow_bin: bool) -> dict[str, torch.Tensor]:
         for shard in sorted(set(weight_map.values())):
             shard_path = (folder / shard).resolve()
             if shard_path.parent != folder.resolve():
-                raise CheckpointError(f"{folder / INDEX_NAME}: shard {shard!r} is outside the folder")
+                raise CheckpointError(
+                    f"{folder / INDEX_NAME}: shard {shard!r} is outside the folder"
+                )
             weights.update(_load_safetensors(shard_path))
         return weights
     if (folder / "pytorch_model.bin").is_file():
@@ -146,11 +148,11 @@ def _read_weights(folder: Path, allow_bin: bool) -> dict[str, torch.Tensor]:
                 "with torch.load(weights_only=True)"
             )
         try:
-            return torch.load(
-                folder / "pytorch_model.bin", map_location="cpu", weights_only=True
-            )
+            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-            raise CheckpointError(f"{folder / 'pytorch_model.bin'}: cannot be loaded safely ({err})") from None
+            raise CheckpointError(
+                f"{folder / 'pytorch_model.bin'}: cannot be loaded safely ({err})"
+            ) from None
     raise CheckpointError(f"{folder}: no {WEIGHTS_NAME} or {INDEX_NAME} found")
 
 
@@ -163,8 +165,9 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({err})") from None
 
 
-def _load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:
-    """Copy ``weights`` into ``model``, checking names, shapes and the tied/shared structure."""
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], folder: Path) -> None:
+    """Copy ``weights`` into ``model``, checking names, shapes and the tied/shared structure
+    (HF folders and taskmix checkpoints use the same names)."""
     config: T5Config = model.config
     weights = {k: v for k, v in weights.items() if k not in _ALIASES and k not in _UNUSED}
     if config.tie_word_embeddings and "lm_head.weight" in weights:
@@ -174,7 +177,11 @@ def _load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], folder
             raise CheckpointError(
                 f"{folder}: config says tie_word_embeddings but lm_head.weight differs from shared.weight"
             )
-    if not config.tie_word_embeddings and "lm_head.weight" not in weights and "shared.weight" in weights:
+    if (
+        not config.tie_word_embeddings
+        and "lm_head.weight" not in weights
+        and "shared.weight" in weights
+    ):
         # transformers >= 5 ties lm_head in memory and writes only shared.weight
         weights["lm_head.weight"] = weights["shared.weight"].clone()
 
@@ -189,7 +196,9 @@ def _load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], folder
         )
     for name, tensor in expected.items():
         if weights[name].shape != tensor.shape:
-            hint = " (vocabulary size differs)" if name in ("shared.weight", "lm_head.weight") else ""
+            hint = (
+                " (vocabulary size differs)" if name in ("shared.weight", "lm_head.weight") else ""
+            )
             raise CheckpointError(
                 f"{folder}: {name} has shape {tuple(weights[name].shape)}, config.json implies "
                 f"{tuple(tensor.shape)}{hint}"

@@ -57,7 +57,9 @@ class DenseGatedActDense(nn.Module):
 class LayerFF(nn.Module):
     def __init__(self, config: T5Config):
         super().__init__()
-        self.DenseReluDense = DenseGatedActDense(config) if config.is_gated else DenseActDense(config)
+        self.DenseReluDense = (
+            DenseGatedActDense(config) if config.is_gated else DenseActDense(config)
+        )
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
@@ -184,11 +186,14 @@ def relative_position_bucket(
     max_exact = num_buckets // 2
     is_small = distance < max_exact
     # clamp(min=1) only avoids log(0) in the unused branch; small distances take the exact bucket.
-    large = max_exact + (
-        torch.log(distance.clamp(min=1).float() / max_exact)
-        / math.log(max_distance / max_exact)
-        * (num_buckets - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(distance.clamp(min=1).float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = large.clamp(max=num_buckets - 1)
     return buckets + torch.where(is_small, distance, large)
 

@@ -72,7 +72,9 @@ def init_weights(module: nn.Module, config: T5Config) -> None:
             nn.init.normal_(m.wo.weight, std=config.d_ff**-0.5)
     nn.init.normal_(module.shared.weight, std=1.0)
     if module.lm_head is not None:
-        nn.init.normal_(module.lm_head.weight, std=1.0)
+        # Unit-variance logits at the start (HF uses std 1.0, whose initial loss is ~sqrt(d_model)
+        # times too large); a tied head gets the same effect from its d_model**-0.5 scaling.
+        nn.init.normal_(module.lm_head.weight, std=d**-0.5)
 
 
 class LMHead(nn.Module):
@@ -82,6 +84,15 @@ class LMHead(nn.Module):
     config: T5Config
     shared: nn.Embedding
     lm_head: nn.Linear | None
+
+    def set_dropout(self, rate: float) -> None:
+        """Change every dropout rate (fine-tuning a checkpoint pre-trained without dropout)."""
+        self.config.dropout_rate = rate
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = rate
+            elif isinstance(m, Attention):
+                m.dropout = rate
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head is None:

@@ -22,17 +22,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from taskmix.data.errors import TaskmixError
+from taskmix.data.errors import CheckpointError
+from taskmix.models.hf import load_weights
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 PREFIX = "step-"
-
-
-class CheckpointError(TaskmixError):
-    """A checkpoint is missing, truncated, corrupted or of another model."""
 
 
 def _sha256(path: Path) -> str:
@@ -187,22 +184,7 @@ def load_checkpoint(
     """Verify, then load weights (strict: another architecture is an error) and optimizer state."""
     path = Path(path)
     verify_checkpoint(path)
-    tensors = load_file(path / MODEL_FILE)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: checkpoint is of another architecture "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected[name].shape)} (another size or vocabulary?)"
-            )
-    model.load_state_dict(tensors)
+    load_weights(model, load_file(path / MODEL_FILE), path)
     if optimizer is not None:
         opt_file = path / OPTIMIZER_FILE
         if not opt_file.is_file():

@@ -74,7 +74,12 @@ def _config(
         "steps": steps,
         "vocabulary": vocabulary,
         "log_every": 10,
-        "model": {"preset": size.preset, "version": "1.1", "init_from": init_from},
+        "model": {
+            "preset": size.preset,
+            "version": "1.1",
+            "init_from": init_from,
+            "dropout_rate": 0.1 if finetune else 0.0,  # T5.1.1: no dropout in pre-training
+        },
         "data": {
             "mixture": mixture,
             "input_length": size.input_length,

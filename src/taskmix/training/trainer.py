@@ -106,6 +106,7 @@ def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Mod
 
     if config.model.init_from:
         model = load_pretrained(config.model.init_from)
+        model.set_dropout(config.model.dropout_rate)
         if model.config.vocab_size < vocabulary.vocab_size:
             raise ConfigError(
                 f"model.init_from: the checkpoint's vocabulary has {model.config.vocab_size} ids, "

@@ -30,7 +30,7 @@ from taskmix.data.default.world import build_world
 from taskmix.data.errors import TaskmixError
 from taskmix.data.task import stable_seed
 
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 
 
