@@ -104,6 +104,46 @@ def test_a_run_folder_refuses_another_config(tmp_path, config_path):
     run = tmp_path / "run"
     config = parse_config({**CONFIG, "steps": 2, "checkpoint": {"every": 2}})
     train(config, run, progress=False)
-    other = parse_config({**CONFIG, "steps": 3, "checkpoint": {"every": 2}})
-    with pytest.raises(CheckpointError, match=r"another config \(differs in \['steps'\]\)"):
+    other = parse_config({**CONFIG, "seed": 4, "steps": 2, "checkpoint": {"every": 2}})
+    with pytest.raises(CheckpointError, match=r"another config \(differs in \['seed'\]\)"):
         train(other, run, progress=False)
+    longer = parse_config({**CONFIG, "steps": 3, "checkpoint": {"every": 2}})
+    assert train(longer, run, progress=False).step == 3  # training a run for longer is fine
+
+
+def test_torchrun_two_ranks_share_the_work_and_save_both_states(tmp_path, config_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "taskmix.cli.main",
+        "train",
+        str(config_path),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--set",
+        "steps=4",
+        "--set",
+        "checkpoint.every=4",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads((run / "checkpoints" / "step-00000004" / "state.json").read_text())
+    first, second = (r["data"]["examples"] for r in state["ranks"])
+    assert (first["shard_index"], second["shard_index"]) == (0, 1)
+    assert first["num_shards"] == second["num_shards"] == 2
+    assert sorted(_losses(run)) == [1, 2, 3, 4]
+
+    from taskmix.training.checkpoint import CheckpointError
+    from taskmix.training.config import load_config
+    from taskmix.training.trainer import train
+
+    config = load_config(config_path, ["steps=4", "checkpoint.every=4"])
+    with pytest.raises(CheckpointError, match="saved by 2 processes, resumed by 1"):
+        train(config.model_copy(update={"steps": 5}), run, progress=False)

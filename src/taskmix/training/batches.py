@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from taskmix.data.feature_converters import FeatureConverter
-from taskmix.data.mixtures import MixtureStream
 
 Batch = dict[str, np.ndarray]
 
 
 class BatchStream(Iterator[Batch]):
-    """Batches of ``batch_size`` rows from a mixture stream through a feature converter.
+    """Batches of ``batch_size`` rows from an example stream through a feature converter.
+
+    ``state_dict`` needs a restorable stream (a ``MixtureStream``); iterating needs any iterator.
 
     A batch is closed once ``max_misses`` examples in a row found no room (they are carried
     over, in order) or every row is full. More misses give denser rows and larger carry-over.
@@ -27,7 +28,7 @@ class BatchStream(Iterator[Batch]):
 
     def __init__(
         self,
-        examples: MixtureStream,
+        examples: Iterator[dict[str, Any]],
         converter: FeatureConverter,
         batch_size: int,
         *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from taskmix.data.feature_converters import (
     to_torch,
 )
 from taskmix.data.mixtures import Mixture, as_mixture
+from taskmix.data.task import stable_seed
 from taskmix.data.vocabulary import Vocabulary
 from taskmix.training.batches import BatchStream
 from taskmix.training.checkpoint import (
@@ -172,6 +174,60 @@ class JsonlLog:
         self.file.close()
 
 
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=pick_device)
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size == 1:
+            return cls()
+        import torch.distributed as dist
+
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            device = torch.device("cuda", local_rank)
+        else:
+            device = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank=dist.get_rank(), world_size=world_size, device=device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return float(tensor.item())
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -181,21 +237,26 @@ def train(
 ) -> RunState:
     """Train (or resume) a run in ``run_dir``; returns the final state.
 
+    Under ``torchrun`` each rank reads its own shard of every task and gradients are averaged
+    by DDP; rank 0 evaluates and writes checkpoints holding every rank's data and RNG state.
     ``evaluate_fn(model, vocabulary, step) -> {task: {metric: value}}`` is called every
     ``eval.every`` steps and at the end; by default the tasks of the mixture are scored.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_or_check_config(config, run_dir)
+    job = Distributed.from_env()
+    if job.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_or_check_config(config, run_dir)
+    job.barrier()
     if config.threads:
         torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    device = pick_device()
-    amp_dtype = autocast_dtype(config.precision, device)
+    seed_everything(config.seed)  # the same initial weights on every rank
+    amp_dtype = autocast_dtype(config.precision, job.device)
 
     vocabulary = load_vocabulary(config.vocabulary)
     mixture = resolve_mixture(config)
-    model = build_model_for(config, vocabulary).to(device)
+    model = build_model_for(config, vocabulary).to(job.device)
+    seed_everything(stable_seed(config.seed, "rank", job.rank))  # distinct dropout per rank
     optimizer = make_optimizer(
         config.optimizer.name,
         model.parameters(),
@@ -207,72 +268,102 @@ def train(
         lr=config.optimizer.lr,
         warmup_steps=config.optimizer.warmup_steps,
     )
-    architecture = config.model.architecture
-    converter = make_converter(config, architecture)
     stream = mixture.get_stream(
         config.data.split,
         seed=config.seed,
+        shard_index=job.rank,
+        num_shards=job.world_size,
         sequence_length={"inputs": config.data.input_length, "targets": config.data.target_length},
         vocabulary=vocabulary if config.vocabulary != "default" else None,
     )
-    batches = BatchStream(stream, converter, config.data.batch_size)
+    batches = BatchStream(
+        stream, make_converter(config, config.model.architecture), config.data.batch_size
+    )
     if evaluate_fn is None:
         evaluate_fn = _default_evaluator(config, mixture)
 
     state = RunState()
     checkpoints = run_dir / "checkpoints"
     latest, problems = latest_valid_checkpoint(checkpoints)
-    for problem in problems:
+    for problem in problems if job.is_main else []:
         print(f"taskmix: warning: skipping damaged checkpoint: {problem}")
     if latest is not None:
         saved = load_checkpoint(latest, model, optimizer)
-        batches.load_state_dict(saved["data"])
-        set_rng_state(saved["rng"])
+        if len(saved["ranks"]) != job.world_size:
+            raise CheckpointError(
+                f"{latest}: saved by {len(saved['ranks'])} processes, resumed by {job.world_size}; "
+                "resume with the same number of processes"
+            )
+        batches.load_state_dict(saved["ranks"][job.rank]["data"])
+        set_rng_state(saved["ranks"][job.rank]["rng"])
         state = RunState(step=saved["step"], best=saved["best"], history=saved["history"])
-        print(f"taskmix: resuming from {latest} (step {state.step})")
-    log = JsonlLog(run_dir / "log.jsonl", state.step)
+        if job.is_main:
+            print(f"taskmix: resuming from {latest} (step {state.step})")
 
-    bar = _progress_bar(progress, config.steps, state.step)
-    window_tokens, window_start = 0, time.perf_counter()
+    forward = model
+    if job.world_size > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        forward = torch.compile(forward)
+    log = JsonlLog(run_dir / "log.jsonl", state.step) if job.is_main else None
+    bar = _progress_bar(progress and job.is_main, config.steps, state.step)
+    window_tokens, window_start = 0.0, time.perf_counter()
     try:
         while state.step < config.steps:
             lr = schedule(state.step)
             set_lr(optimizer, lr)
             model.train()
-            micro = [to_torch(next(batches), device) for _ in range(config.grad_accum)]
-            weight = sum(float(b["decoder_loss_weights"].sum()) for b in micro)
+            micro = [to_torch(next(batches), job.device) for _ in range(config.grad_accum)]
+            # Every target token of the global batch weighs the same (DDP averages gradients
+            # over ranks, hence the factor world_size).
+            weight = job.sum(sum(float(b["decoder_loss_weights"].sum()) for b in micro))
             loss_sum = 0.0
             for batch in micro:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = model(**batch)
-                (out.loss_sum / max(weight, 1.0)).backward()
+                with torch.autocast(
+                    job.device.type, dtype=amp_dtype, enabled=amp_dtype is not None
+                ):
+                    out = forward(**batch)
+                (out.loss_sum * job.world_size / max(weight, 1.0)).backward()
                 loss_sum += float(out.loss_sum.detach())
             grad_norm = _clip(model, config.optimizer.clip_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            window_tokens += int(weight)
-            loss = loss_sum / max(weight, 1.0)
+            loss = job.sum(loss_sum) / max(weight, 1.0)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {state.step}")
-            record = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
-            if state.step % config.log_every == 0 or state.step == config.steps:
-                elapsed = time.perf_counter() - window_start
-                record["target_tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
-                window_tokens, window_start = 0, time.perf_counter()
-            log.write(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+            window_tokens += weight
             at_end = state.step == config.steps
-            if config.eval.every and state.step % config.eval.every == 0 or at_end:
+            if job.is_main:
+                record = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+                if state.step % config.log_every == 0 or at_end:
+                    elapsed = time.perf_counter() - window_start
+                    record["target_tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
+                    window_tokens, window_start = 0.0, time.perf_counter()
+                    if bar is not None:
+                        bar.set_postfix(
+                            loss=f"{loss:.3f}",
+                            lr=f"{lr:.1e}",
+                            tok_s=f"{record['target_tokens_per_s']:.0f}",
+                            refresh=False,
+                        )
+                log.write(record)
+                if bar is not None:
+                    bar.update(1)
+            if job.is_main and (
+                config.eval.every and state.step % config.eval.every == 0 or at_end
+            ):
                 _evaluate(evaluate_fn, model, vocabulary, state, log)
             if state.step % config.checkpoint.every == 0 or at_end:
-                _checkpoint(config, checkpoints, model, optimizer, batches, state)
+                ranks = job.gather({"data": batches.state_dict(), "rng": rng_state()})
+                if job.is_main:
+                    _checkpoint(config, checkpoints, model, optimizer, ranks, state)
+                job.barrier()
     finally:
         if bar is not None:
             bar.close()
-        log.close()
+        if log is not None:
+            log.close()
     return state
 
 
@@ -314,19 +405,14 @@ def _evaluate(evaluate_fn, model, vocabulary, state: RunState, log: JsonlLog) ->
 
 
 def _checkpoint(
-    config, directory: Path, model, optimizer, batches: BatchStream, state: RunState
+    config, directory: Path, model, optimizer, ranks: list[dict[str, Any]], state: RunState
 ) -> None:
     save_checkpoint(
         directory,
         state.step,
         model,
         optimizer,
-        {
-            "data": batches.state_dict(),
-            "rng": rng_state(),
-            "best": state.best,
-            "history": state.history,
-        },
+        {"ranks": ranks, "best": state.best, "history": state.history},
     )
     protected = {
         f"step-{state.best[m]['step']:08d}" for m in config.checkpoint.keep_best if m in state.best
@@ -334,24 +420,24 @@ def _checkpoint(
     prune_checkpoints(directory, keep_last=config.checkpoint.keep_last, protected=protected)
 
 
+# Keys that decide what a run computes; the others (steps, eval, checkpoint, logging) may change
+# between restarts, e.g. to train a run for longer.
+RUN_DEFINING_KEYS = ("seed", "grad_accum", "vocabulary", "model", "data", "optimizer")
+
+
 def _write_or_check_config(config: TrainConfig, run_dir: Path) -> None:
-    """A run folder belongs to one config: resuming with another would silently mix runs."""
+    """A run folder belongs to one run: resuming with another would silently mix two runs."""
     path = run_dir / "config.yaml"
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    current = config.model_dump(mode="json")
     if path.exists():
-        existing = yaml.safe_load(path.read_text())
-        if existing != config.model_dump(mode="json"):
-            changed = sorted(
-                k
-                for k in set(existing) | set(config.model_dump())
-                if existing.get(k) != config.model_dump(mode="json").get(k)
-            )
+        existing = yaml.safe_load(path.read_text()) or {}
+        changed = [k for k in RUN_DEFINING_KEYS if existing.get(k) != current.get(k)]
+        if changed:
             raise CheckpointError(
                 f"{run_dir} holds a run with another config (differs in {changed}); "
                 "use a new run folder or the same config"
             )
-        return
-    atomic_write_text(path, text)
+    atomic_write_text(path, yaml.safe_dump(current, sort_keys=False))
 
 
 def _default_evaluator(config: TrainConfig, mixture: Mixture):
