@@ -260,7 +260,7 @@ def test_missing_keys_and_file_level_errors(tmp_path, data_dir, registries):
     )
     assert "invalid YAML" in load_error(tmp_path, "tasks: [unclosed\n", registries)
     assert "duplicate key 'tasks'" in load_error(tmp_path, "tasks: []\ntasks: []\n", registries)
-    assert "typo: unknown key; expected one of: tasks, mixtures" in load_error(
+    assert "typo: unknown key; expected one of: tasks, pretraining, mixtures" in load_error(
         tmp_path, {"typo": []}, registries
     )
     with pytest.raises(ConfigError, match="cannot read the config file"):
@@ -400,3 +400,36 @@ def test_sentencepiece_vocabulary_path_is_loaded_lazily(tmp_path, data_dir, regi
     expected = reference.encode("nli premise: train premise 0 hypothesis: hyp 0") + [1]
     assert example["inputs"].tolist() == expected
     assert vocab.vocab_size == reference.vocab_size
+
+
+def test_a_cleaned_corpus_is_a_pretraining_task_in_one_line(tmp_path):
+    import json
+
+    from taskmix.data.registry import Registry
+
+    corpus = tmp_path / "clean"
+    corpus.mkdir()
+    docs = [" ".join(f"word{i * 7 + j}" for j in range(60)) for i in range(5)]
+    (corpus / "part-00000.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    config = tmp_path / "corpus.yaml"
+    config.write_text(
+        "pretraining:\n"
+        "  - {name: mini_c4, corpus: clean/, objective: span_corruption, input_length: 32, vocabulary: byte}\n"
+    )
+    tasks, _ = load_yaml(
+        config, task_registry=Registry("task"), mixture_registry=Registry("mixture")
+    )
+    (task,) = tasks
+    examples = list(task.get_dataset("train"))
+    lengths = [len(ex["inputs"]) for ex in examples]
+    assert max(lengths) == 32 and lengths.count(32) >= len(lengths) - 1  # only the last is shorter
+    vocab = task.output_features["targets"].vocabulary
+    assert (
+        vocab.sentinel_id(0) in examples[0]["inputs"]
+        and vocab.sentinel_id(0) in examples[0]["targets"]
+    )
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretraining:\n  - {name: x, corpus: missing/, vocabulary: byte}\n")
+    with pytest.raises(ConfigError, match=r"pretraining\[0\]: corpus path .*missing"):
+        load_yaml(bad, task_registry=Registry("task"), mixture_registry=Registry("mixture"))

@@ -301,10 +301,29 @@ class MixtureConfig(_Spec):
         return validate_name(name, "mixture name")
 
 
+class PretrainingConfig(_Spec):
+    """A cleaned corpus as an unsupervised task, in one line:
+    ``- {name: c4_mini, corpus: data/c4_clean/, objective: span_corruption}``."""
+
+    name: str
+    corpus: str | list[str] = Field(description="cleaned JSONL/Parquet files or folders")
+    objective: str = "span_corruption"
+    input_length: int = Field(default=512, gt=0)
+    params: dict[str, float | int | bool] = Field(default_factory=dict)
+    vocabulary: str | None = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        return validate_name(name, "task name")
+
+
 class FileConfig(_Spec):
     """A whole YAML file."""
 
     tasks: list[TaskConfig] = Field(default_factory=list)
+    pretraining: list[PretrainingConfig] = Field(default_factory=list)
     mixtures: list[MixtureConfig] = Field(default_factory=list)
 
 
@@ -451,6 +470,30 @@ def build_task(config: TaskConfig, base_dir: Path, *, key: str = "task") -> Task
     )
 
 
+def build_pretraining_task(config: PretrainingConfig, base_dir: Path, *, key: str) -> Task:
+    """A ``Task`` from one ``pretraining:`` entry: the corpus through an objective."""
+    from taskmix.cleaning.corpus import CorpusSource, corpus_files
+    from taskmix.objectives import make_pretraining_task
+
+    paths = [config.corpus] if isinstance(config.corpus, str) else config.corpus
+    resolved = [p if Path(p).is_absolute() else base_dir / p for p in paths]
+    try:
+        source = CorpusSource(corpus_files(resolved))
+        task = make_pretraining_task(
+            config.name,
+            source,
+            vocabulary_from_config(config.vocabulary, base_dir),
+            config.objective,
+            input_length=config.input_length,
+            **config.params,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{key}: {err}") from None
+    task.family = "pretraining"
+    task.description = config.description or f"{config.objective} over {', '.join(paths)}"
+    return task
+
+
 def _check_names(
     config: FileConfig,
     path: Path,
@@ -461,6 +504,7 @@ def _check_names(
     """Names are unique in the file and do not clash with registered ones (unless overwriting)."""
     first: dict[str, str] = {}
     entries = [(f"tasks[{i}]", t.name, "task") for i, t in enumerate(config.tasks)]
+    entries += [(f"pretraining[{i}]", t.name, "task") for i, t in enumerate(config.pretraining)]
     entries += [(f"mixtures[{i}]", m.name, "mixture") for i, m in enumerate(config.mixtures)]
     for key, name, kind in entries:
         if name in first:
@@ -562,6 +606,13 @@ def load_yaml(
             raise ConfigError(f"{path}: {err}") from None
         task.metadata["config_file"] = str(path.resolve())
         tasks[task.name] = task
+    for i, pretraining_config in enumerate(config.pretraining):
+        try:
+            task = build_pretraining_task(pretraining_config, base_dir, key=f"pretraining[{i}]")
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        task.metadata["config_file"] = str(path.resolve())
+        tasks[task.name] = task
     mixtures = _build_mixtures(config, path, tasks, task_registry, mixture_registry)
     for task in tasks.values():
         task_registry.add(task, overwrite=overwrite)
@@ -573,9 +624,11 @@ def load_yaml(
 __all__ = [
     "FileConfig",
     "MixtureConfig",
+    "PretrainingConfig",
     "TaskConfig",
     "Template",
     "TemplateFormatter",
+    "build_pretraining_task",
     "build_task",
     "describe_validation_error",
     "label_postprocessor",

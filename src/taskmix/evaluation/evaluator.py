@@ -69,11 +69,9 @@ def rank_classify(
     """Score every label option and pick the most likely (SPEC §1's alternative to decoding)."""
     from taskmix.models.generate import score_options
 
-    device = next(model.parameters()).device
     options = [vocabulary.encode(label) + [vocabulary.eos_id] for label in labels]
-    inputs = pad_inputs(examples, input_length).to(device)
-    scores = score_options(model, inputs, options)  # (batch, num_options)
-    return [labels[int(i)] for i in scores.argmax(dim=-1).cpu()]
+    inputs = [[int(t) for t in ex["inputs"][:input_length]] for ex in examples]
+    return [labels[i] for i in score_options(model, inputs, options).best]
 
 
 @torch.inference_mode()

@@ -46,7 +46,7 @@ class DecoderOnlyLM(LMHead):
         tokens = decoder_input_tokens
         length = tokens.shape[1]
         x = self.shared(tokens)
-        pos = masks.positions_or_default(decoder_positions, length, tokens.device)
+        pos = masks.bias_positions(decoder_positions, decoder_segment_ids, length, tokens.device)
         valid = None if decoder_target_tokens is None else decoder_target_tokens > 0
         allowed = masks.causal_mask(
             length,

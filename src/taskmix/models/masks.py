@@ -15,6 +15,31 @@ def positions_or_default(positions: torch.Tensor | None, length: int, device) ->
     return torch.arange(length, device=device)[None, :]
 
 
+def bias_positions(
+    positions: torch.Tensor | None, segment_ids: torch.Tensor | None, length: int, device
+) -> torch.Tensor:
+    """Positions for the relative position bias: 0..L-1 as one (1, L) row whenever that gives the
+    same bias at every pair the mask allows, else ``positions`` (B, L).
+
+    In packed rows (seqio / taskmix converters) each segment is one contiguous run whose
+    positions count up by one, so ``key_pos - query_pos`` equals the index difference for every
+    same-segment pair; cross-segment pairs are masked anyway. The bias (and its gradient, an
+    embedding backward over L*L instead of B*L*L indices) is then (1, H, L, L) for the batch.
+    """
+    default = torch.arange(length, device=device)[None, :]
+    if positions is None:
+        return default
+    if segment_ids is None or positions.shape[1] < 2:
+        return positions.long()
+    seg, pos = segment_ids, positions.long()
+    new_run = seg[:, 1:] != seg[:, :-1]
+    # contiguous segments: a run of a non-zero id starts only with an id never seen before in the row
+    seen = torch.cummax(seg, dim=1).values[:, :-1]
+    contiguous = ~(new_run & (seg[:, 1:] > 0) & (seg[:, 1:] <= seen))
+    counts_up = new_run | (seg[:, 1:] == 0) | (pos[:, 1:] - pos[:, :-1] == 1)
+    return default if bool((contiguous & counts_up).all()) else pos
+
+
 def fully_visible_mask(tokens: torch.Tensor, segment_ids: torch.Tensor | None) -> torch.Tensor:
     """Encoder self-attention: bool (B, 1, L, L) or (B, 1, 1, L)."""
     if segment_ids is None:

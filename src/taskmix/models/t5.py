@@ -141,7 +141,9 @@ class T5Model(LMHead):
         """Encoder hidden states (B, L, d_model)."""
         tokens = encoder_input_tokens
         x = self.shared(tokens)
-        pos = masks.positions_or_default(encoder_positions, tokens.shape[1], tokens.device)
+        pos = masks.bias_positions(
+            encoder_positions, encoder_segment_ids, tokens.shape[1], tokens.device
+        )
         bias = self.encoder.position_bias(pos, pos) + mask_to_bias(
             masks.fully_visible_mask(tokens, encoder_segment_ids), x.dtype
         )
@@ -161,7 +163,7 @@ class T5Model(LMHead):
         tokens = decoder_input_tokens
         length = tokens.shape[1]
         x = self.shared(tokens)
-        pos = masks.positions_or_default(decoder_positions, length, tokens.device)
+        pos = masks.bias_positions(decoder_positions, decoder_segment_ids, length, tokens.device)
         valid = None if decoder_target_tokens is None else decoder_target_tokens > 0
         allowed = masks.causal_mask(
             length, tokens.device, segment_ids=decoder_segment_ids, valid=valid

@@ -206,6 +206,7 @@ def run_demo(
         "above_chance": {"margin": 10, "count": above, "of": len(rows)},
         "seconds": {**seconds, "total": round(timings["end"] - start, 1)},
         "pretrain": {
+            "best": pre_state.best,  # best score per task/metric over the evaluations (as T5 reports)
             "steps": pre_state.step,
             "mixture": pre_config.data.mixture,
             "run": str(out / "pretrain"),

@@ -43,7 +43,13 @@ def make_optimizer(
     params = [p for p in params if p.requires_grad]
     if name == "adafactor":
         return torch.optim.Adafactor(
-            params, lr=lr, beta2_decay=-0.8, d=1.0, eps=(None, 1e-3), weight_decay=weight_decay
+            params,
+            lr=lr,
+            beta2_decay=-0.8,
+            d=1.0,
+            eps=(None, 1e-3),
+            weight_decay=weight_decay,
+            foreach=True,
         )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))

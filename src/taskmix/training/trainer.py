@@ -379,7 +379,7 @@ def _clip(model: torch.nn.Module, clip_norm: float | None) -> float:
     params = [p for p in model.parameters() if p.grad is not None]
     if clip_norm is None:
         return float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
-    return float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
+    return float(torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True))
 
 
 def _evaluate(evaluate_fn, model, vocabulary, state: RunState, log: JsonlLog) -> None:
