@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from taskmix.data.errors import TaskmixError
-from taskmix.models import DecoderOnlyLM, T5Model
+from taskmix.models import DecoderOnlyLM, T5Model, generate
 from taskmix.models.generate import ensemble_greedy, greedy_decode, score_options
 from taskmix.models.hf import save_hf_checkpoint
 from tests.models.helpers import tiny_config
@@ -178,3 +178,49 @@ def test_greedy_refuses_decoder_only_models():
             DecoderOnlyLM(tiny_config(architecture="decoder_only")),
             torch.ones(1, 2, dtype=torch.long),
         )
+
+
+@pytest.mark.parametrize("flavour", ["v1.0", "v1.1"])
+def test_compaction_drops_finished_rows_without_changing_outputs(flavour, monkeypatch):
+    model, inputs, compacted = _stopping_model(flavour)
+    full = greedy_decode(model, inputs, max_length=12, compact=False)
+    assert torch.equal(compacted, full)
+    # compact as soon as any row finishes, so every gather path runs several times
+    monkeypatch.setattr(generate, "COMPACT_FRACTION", 0.0)
+    kept: list[int] = []
+    original_keep = generate._CachedDecoder.keep
+
+    def spy(self, index):
+        kept.append(len(index))
+        original_keep(self, index)
+
+    monkeypatch.setattr(generate._CachedDecoder, "keep", spy)
+    assert torch.equal(greedy_decode(model, inputs, max_length=12), full)
+    assert kept and kept == sorted(kept, reverse=True) and kept[-1] < len(inputs)
+    assert torch.equal(greedy_decode(model, inputs, max_length=12, use_cache=False), full)
+
+
+def test_fast_encoder_skips_padding_and_matches_the_model():
+    model = T5Model(tiny_config(**V11)).eval()
+    inputs = torch.randint(2, 96, (4, 9))
+    inputs[1, 4:] = 0
+    inputs[3, 1:] = 0
+    with torch.inference_mode():
+        fast = generate._encode(model, inputs)
+        reference = model.encode(inputs)
+    real = inputs > 0
+    torch.testing.assert_close(fast[real], reference[real], atol=1e-5, rtol=1e-5)
+    assert (fast[~real] == 0).all()
+
+
+def test_prepared_weights_follow_in_place_updates():
+    model = T5Model(tiny_config(**V11)).eval()
+    inputs = torch.randint(2, 96, (4, 8))
+    before = greedy_decode(model, inputs, max_length=6)
+    assert torch.equal(greedy_decode(model, inputs, max_length=6), before)  # cached weights
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(-1.5)
+    after = greedy_decode(model, inputs, max_length=6)
+    assert torch.equal(after, greedy_decode(model, inputs, max_length=6, use_cache=False))
+    assert not torch.equal(after, before)

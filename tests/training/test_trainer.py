@@ -147,3 +147,19 @@ def test_torchrun_two_ranks_share_the_work_and_save_both_states(tmp_path, config
     config = load_config(config_path, ["steps=4", "checkpoint.every=4"])
     with pytest.raises(CheckpointError, match="saved by 2 processes, resumed by 1"):
         train(config.model_copy(update={"steps": 5}), run, progress=False)
+
+
+def test_tensorboard_events_mirror_the_log(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from taskmix.training.config import parse_config
+    from taskmix.training.trainer import train
+
+    run = tmp_path / "tb"
+    train(parse_config({**CONFIG, "steps": 2, "tensorboard": True}), run, progress=False)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert losses == pytest.approx([_losses(run)[1], _losses(run)[2]])
+    assert "eval/topic/accuracy" in events.Tags()["scalars"]

@@ -103,8 +103,10 @@ def _greedy_loop(
     eos = config.eos_token_id if eos_id is None else eos_id
     pad = config.pad_token_id
     batch, device = tokens.shape[0], tokens.device
-    decoder = _CachedDecoder if use_cache else _UncachedDecoder
-    states = [decoder(m, tokens, m.encode(tokens), max_length) for m in models]
+    if use_cache:
+        states = [_CachedDecoder(m, tokens, _encode(m, tokens), max_length) for m in models]
+    else:
+        states = [_UncachedDecoder(m, tokens, m.encode(tokens), max_length) for m in models]
 
     out = torch.full((batch, max_length), pad, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # the output row of each batch position
@@ -180,10 +182,21 @@ class _LayerWeights:
 
 
 @dataclass
-class _DecoderWeights:
-    """A decoding-friendly copy of a model's decoder weights (transposed, fused)."""
+class _EncoderLayerWeights:
+    ln_self: torch.Tensor
+    w_qkv: torch.Tensor  # (d_model, 3 * inner): q, k, v side by side
+    w_o: torch.Tensor
+    ln_ff: torch.Tensor
+    w_in: torch.Tensor
+    w_out: torch.Tensor
 
-    layers: list[_LayerWeights]
+
+@dataclass
+class _PreparedWeights:
+    """A decoding-friendly copy of a model's weights (transposed, fused)."""
+
+    encoder: list[_EncoderLayerWeights]
+    layers: list[_LayerWeights]  # the decoder's
     w_cross_kv: torch.Tensor  # (d_model, layers * 2 * inner): every layer's cross k then v
     lm_head: torch.Tensor  # (d_model, vocab)
 
@@ -198,7 +211,7 @@ def _fingerprint(model: T5Model) -> tuple:
     return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
 
 
-def _prepared_weights(model: T5Model) -> _DecoderWeights:
+def _prepared_weights(model: T5Model) -> _PreparedWeights:
     """The model's decoding weights, rebuilt only when a parameter has changed: re-copying them
     on every call cost about a tenth of a batch's decoding time."""
     key = _fingerprint(model)
@@ -213,11 +226,6 @@ def _prepared_weights(model: T5Model) -> _DecoderWeights:
         sa, ca, dense = self_attn.SelfAttention, cross.EncDecAttention, ff.DenseReluDense
         qkv = torch.stack([sa.q.weight, sa.k.weight, sa.v.weight])  # (3, H * d_kv, D)
         qkv = qkv.view(3, heads, d_kv, -1).transpose(0, 1).reshape(3 * heads * d_kv, -1)
-        w_in = (
-            torch.cat([dense.wi_0.weight, dense.wi_1.weight])
-            if config.is_gated
-            else dense.wi.weight
-        )
         layers.append(
             _LayerWeights(
                 ln_self=self_attn.layer_norm.weight,
@@ -227,15 +235,82 @@ def _prepared_weights(model: T5Model) -> _DecoderWeights:
                 w_q_cross=_t(ca.q.weight),
                 w_o_cross=_t(ca.o.weight),
                 ln_ff=ff.layer_norm.weight,
-                w_in=_t(w_in),
+                w_in=_feed_forward_in(dense),
                 w_out=_t(dense.wo.weight),
             )
         )
         cross_kv += [ca.k.weight, ca.v.weight]
+    encoder = []
+    for block in model.encoder.block:
+        self_attn, ff = block.layer[0], block.layer[-1]
+        sa, dense = self_attn.SelfAttention, ff.DenseReluDense
+        encoder.append(
+            _EncoderLayerWeights(
+                ln_self=self_attn.layer_norm.weight,
+                w_qkv=_t(torch.cat([sa.q.weight, sa.k.weight, sa.v.weight])),
+                w_o=_t(sa.o.weight),
+                ln_ff=ff.layer_norm.weight,
+                w_in=_feed_forward_in(dense),
+                w_out=_t(dense.wo.weight),
+            )
+        )
     head = model.shared.weight if model.lm_head is None else model.lm_head.weight
-    prepared = _DecoderWeights(layers=layers, w_cross_kv=_t(torch.cat(cross_kv)), lm_head=_t(head))
+    prepared = _PreparedWeights(
+        encoder=encoder, layers=layers, w_cross_kv=_t(torch.cat(cross_kv)), lm_head=_t(head)
+    )
     _PREPARED[model] = (key, prepared)
     return prepared
+
+
+def _feed_forward_in(dense: torch.nn.Module) -> torch.Tensor:
+    """(d_model, d_ff), or (d_model, 2 * d_ff) with the gated model's wi_0 then wi_1."""
+    if hasattr(dense, "wi_0"):
+        return _t(torch.cat([dense.wi_0.weight, dense.wi_1.weight]))
+    return _t(dense.wi.weight)
+
+
+def _feed_forward(x: torch.Tensor, w_in: torch.Tensor, gated: bool) -> torch.Tensor:
+    """The feed-forward's hidden activations for the normed ``x``; callers apply the output
+    projection and the residual in one addmm."""
+    hidden = torch.mm(x, w_in)
+    if gated:
+        gate, linear = hidden.chunk(2, dim=-1)
+        return F.gelu(gate, approximate="tanh").mul_(linear)
+    return hidden.relu_()
+
+
+def _encode(model: T5Model, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode(tokens)`` on the prepared weights, with padding skipped: the per-token
+    projections and feed-forward layers run on the real tokens only (a padded batch is often a
+    quarter padding); only attention sees the padded (B, H, L, L) layout. Padding positions of
+    the result are zero (cross-attention masks them)."""
+    config, weights = model.config, _prepared_weights(model)
+    heads, d_kv, eps = config.num_heads, config.d_kv, config.layer_norm_epsilon
+    batch, length = tokens.shape
+    valid = tokens > 0
+    flat = tokens.reshape(-1)
+    index = None if bool(valid.all()) else valid.reshape(-1).nonzero()[:, 0]
+    x = F.embedding(flat if index is None else flat[index], model.shared.weight)  # (N, D)
+    positions = torch.arange(length, device=tokens.device)[None, :]
+    bias = model.encoder.position_bias(positions, positions) + mask_to_bias(
+        masks.fully_visible_mask(tokens, None), x.dtype
+    )
+
+    def padded(rows: torch.Tensor) -> torch.Tensor:  # (N, C) -> (B * L, C)
+        if index is None:
+            return rows
+        return rows.new_zeros(batch * length, rows.shape[1]).index_copy_(0, index, rows)
+
+    for layer in weights.encoder:
+        qkv = padded(torch.mm(_rms(x, layer.ln_self, eps), layer.w_qkv))
+        q, k, v = qkv.view(batch, length, 3, heads, d_kv).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        attn = attn.transpose(1, 2).reshape(batch * length, -1)
+        x = torch.addmm(x, attn if index is None else attn[index], layer.w_o)
+        hidden = _feed_forward(_rms(x, layer.ln_ff, eps), layer.w_in, config.is_gated)
+        x = torch.addmm(x, hidden, layer.w_out)
+    x = _rms(x, model.encoder.final_layer_norm.weight, eps)
+    return padded(x).view(batch, length, -1)
 
 
 class _CachedDecoder:
@@ -309,12 +384,7 @@ class _CachedDecoder:
             attn = torch.bmm(torch.softmax(scores, -1), self.cross_v[i].view(rows, -1, d_kv))
             x = torch.addmm(x, attn.view(batch, -1), layer.w_o_cross)
 
-            hidden = torch.mm(_rms(x, layer.ln_ff, eps), layer.w_in)
-            if self.gated:
-                gate, linear = hidden.chunk(2, dim=-1)
-                hidden = F.gelu(gate, approximate="tanh").mul_(linear)
-            else:
-                hidden = hidden.relu_()
+            hidden = _feed_forward(_rms(x, layer.ln_ff, eps), layer.w_in, self.gated)
             x = torch.addmm(x, hidden, layer.w_out)
         x = _rms(x, self.final_ln, eps)
         if self.scale is not None:

@@ -76,6 +76,7 @@ class TrainConfig(Strict):
     compile: bool = False
     threads: int | None = Field(None, gt=0)
     log_every: int = Field(10, gt=0)
+    tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -40,8 +40,8 @@ class DemoSize:
 
 SIZES = {
     "full": DemoSize(
-        pretrain_steps=1200,
-        finetune_steps=300,
+        pretrain_steps=600,
+        finetune_steps=200,
         batch_size=32,
         input_length=128,
         target_length=32,
@@ -97,12 +97,12 @@ def _config(
             }
         ),
         "eval": {
-            "every": max(steps // 4, 1),
+            "every": max(steps // 3, 1),
             "tasks": eval_tasks,
             "max_examples": min(size.eval_examples, 50),
             "max_decode_length": size.target_length,
         },
-        "checkpoint": {"every": max(steps // 4, 1), "keep_last": 1},
+        "checkpoint": {"every": max(steps // 3, 1), "keep_last": 1},
     }
 
 

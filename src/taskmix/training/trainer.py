@@ -153,10 +153,21 @@ def _round_up(n: int, multiple: int) -> int:
 
 class JsonlLog:
     """Append-only metrics log. On resume, lines past the checkpoint's step are dropped first,
-    so the log reads as one uninterrupted run."""
+    so the log reads as one uninterrupted run. Optionally mirrored to TensorBoard."""
 
-    def __init__(self, path: Path, resume_step: int):
+    def __init__(self, path: Path, resume_step: int, tensorboard: bool = False):
         self.path = path
+        self.tensorboard = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "tensorboard: true needs the tensorboard package (pip install 'taskmix[tensorboard]')"
+                ) from None
+            self.tensorboard = SummaryWriter(
+                str(path.parent / "tensorboard"), purge_step=resume_step + 1
+            )
         if path.exists():
             kept = [
                 line
@@ -169,9 +180,21 @@ class JsonlLog:
     def write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
+        if self.tensorboard is not None:
+            step = record["step"]
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(
+                        f"train/{key}" if key != "average" else "eval/average", value, step
+                    )
+            for task, metrics in record.get("eval", {}).items():
+                for metric, value in metrics.items():
+                    self.tensorboard.add_scalar(f"eval/{task}/{metric}", value, step)
 
     def close(self) -> None:
         self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 @dataclass
@@ -305,7 +328,7 @@ def train(
         forward = torch.nn.parallel.DistributedDataParallel(model)
     if config.compile:
         forward = torch.compile(forward)
-    log = JsonlLog(run_dir / "log.jsonl", state.step) if job.is_main else None
+    log = JsonlLog(run_dir / "log.jsonl", state.step, config.tensorboard) if job.is_main else None
     bar = _progress_bar(progress and job.is_main, config.steps, state.step)
     window_tokens, window_start = 0.0, time.perf_counter()
     try:
