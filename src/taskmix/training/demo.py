@@ -40,7 +40,7 @@ class DemoSize:
 
 SIZES = {
     "full": DemoSize(
-        pretrain_steps=600,
+        pretrain_steps=900,
         finetune_steps=200,
         batch_size=32,
         input_length=128,
