@@ -270,6 +270,7 @@ def compare(args) -> None:
     setup = make_setup(args, args.preset, args.version, args.steps, args.batch_size)
     torch.manual_seed(0)
     ours = build_model(setup.config).train()
+    ours.segmented_attention = not args.dense_attention
     with tempfile.TemporaryDirectory() as tmp:
         save_hf_checkpoint(ours, f"{tmp}/ckpt")
         hf = T5ForConditionalGeneration.from_pretrained(f"{tmp}/ckpt").train()
@@ -331,6 +332,7 @@ def mfu(args) -> None:
     setup = make_setup(args, args.mfu_preset, args.mfu_version, args.mfu_steps, args.mfu_batch_size)
     torch.manual_seed(0)
     model = build_model(setup.config).train()
+    model.segmented_attention = not args.dense_attention
     compiled = maybe_compile(model, args)
     optimizer = make_optimizer("adafactor", model.parameters(), lr=1e-3)
     step = taskmix_step(compiled, optimizer)
@@ -405,6 +407,9 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's 0.1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile taskmix's model")
+    parser.add_argument(
+        "--dense-attention", action="store_true", help="ablation: masks over whole packed rows"
+    )
     parser.add_argument("--skip-compare", action="store_true")
     args = parser.parse_args()
     if args.threads:

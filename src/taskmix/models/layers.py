@@ -10,6 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.models.config import T5Config
+from taskmix.models.dropout import Dropout
+from taskmix.models.segments import SegmentedAttention
+
+# an additive bias tensor, or a plan for attention within packed segments
+AttentionBias = torch.Tensor | SegmentedAttention
 
 
 class T5LayerNorm(nn.Module):
@@ -33,7 +38,7 @@ class DenseActDense(nn.Module):
         super().__init__()
         self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.wo(self.dropout(F.relu(self.wi(x))))
@@ -47,7 +52,7 @@ class DenseGatedActDense(nn.Module):
         self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = F.gelu(self.wi_0(x), approximate="tanh")
@@ -61,7 +66,7 @@ class LayerFF(nn.Module):
             DenseGatedActDense(config) if config.is_gated else DenseActDense(config)
         )
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
@@ -71,7 +76,8 @@ class Attention(nn.Module):
     """Multi-head attention without 1/sqrt(d_kv) scaling (T5 folds it into the initialisation).
 
     ``attn_bias`` is an additive float tensor (B or 1, H or 1, Lq, Lk) holding the relative
-    position bias plus a large negative value at masked positions."""
+    position bias plus a large negative value at masked positions, or a ``SegmentedAttention``
+    plan for packed rows (attention within segments only)."""
 
     def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
         super().__init__()
@@ -93,16 +99,25 @@ class Attention(nn.Module):
         return x.view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
 
     def forward(
-        self, x: torch.Tensor, attn_bias: torch.Tensor, kv: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        attn_bias: AttentionBias,
+        kv: torch.Tensor | None = None,
     ) -> torch.Tensor:
         source = x if kv is None else kv
+        dropout_p = self.dropout if self.training else 0.0
+        if isinstance(attn_bias, SegmentedAttention):
+            out = attn_bias.attend(
+                self.q(x), self.k(source), self.v(source), self.n_heads, dropout_p
+            )
+            return self.o(out)
         q, k, v = self._heads(self.q(x)), self._heads(self.k(source)), self._heads(self.v(source))
         out = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=attn_bias.to(q.dtype),
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=dropout_p,
             scale=1.0,
         )
         batch, _, length, _ = out.shape
@@ -114,9 +129,9 @@ class LayerSelfAttention(nn.Module):
         super().__init__()
         self.SelfAttention = Attention(config, has_relative_attention_bias)
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_bias: AttentionBias) -> torch.Tensor:
         return x + self.dropout(self.SelfAttention(self.layer_norm(x), attn_bias))
 
 
@@ -125,9 +140,9 @@ class LayerCrossAttention(nn.Module):
         super().__init__()
         self.EncDecAttention = Attention(config)
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, attn_bias: AttentionBias) -> torch.Tensor:
         return x + self.dropout(self.EncDecAttention(self.layer_norm(x), attn_bias, kv=kv))
 
 
@@ -160,9 +175,9 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        attn_bias: torch.Tensor,
+        attn_bias: AttentionBias,
         cross_states: torch.Tensor | None = None,
-        cross_bias: torch.Tensor | None = None,
+        cross_bias: AttentionBias | None = None,
     ) -> torch.Tensor:
         x = self.layer[0](x, attn_bias)
         if self.has_cross_attention:
@@ -235,7 +250,7 @@ class Stack(nn.Module):
             if share_with is not None
             else T5LayerNorm(config.d_model, config.layer_norm_epsilon)
         )
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     @property
     def relative_attention_bias(self) -> nn.Embedding:
@@ -255,9 +270,9 @@ class Stack(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        attn_bias: torch.Tensor,
+        attn_bias: AttentionBias,
         cross_states: torch.Tensor | None = None,
-        cross_bias: torch.Tensor | None = None,
+        cross_bias: AttentionBias | None = None,
     ) -> torch.Tensor:
         x = self.dropout(x)
         for block in self.block:

@@ -22,6 +22,7 @@ from taskmix.models.layers import (
     T5LayerNorm,
     mask_to_bias,
 )
+from taskmix.models.segments import SegmentLayout
 
 
 @dataclass
@@ -130,6 +131,8 @@ class T5Model(LMHead):
             share_with=self.encoder if config.shared_encoder_decoder else None,
         )
         init_weights(self, config)
+        # packed rows attend within segments only (same outputs, less work); False: dense masks
+        self.segmented_attention = True
 
     # --- pieces used by forward, generation and scoring -------------------------------------
     def encode(
@@ -137,6 +140,7 @@ class T5Model(LMHead):
         encoder_input_tokens: torch.Tensor,
         encoder_segment_ids: torch.Tensor | None = None,
         encoder_positions: torch.Tensor | None = None,
+        layout: SegmentLayout | None = None,
     ) -> torch.Tensor:
         """Encoder hidden states (B, L, d_model)."""
         tokens = encoder_input_tokens
@@ -144,6 +148,8 @@ class T5Model(LMHead):
         pos = masks.bias_positions(
             encoder_positions, encoder_segment_ids, tokens.shape[1], tokens.device
         )
+        if layout is not None:
+            return self.encoder(x, layout.encoder_self(self.encoder.position_bias(pos, pos)))
         bias = self.encoder.position_bias(pos, pos) + mask_to_bias(
             masks.fully_visible_mask(tokens, encoder_segment_ids), x.dtype
         )
@@ -158,12 +164,16 @@ class T5Model(LMHead):
         encoder_segment_ids: torch.Tensor | None = None,
         decoder_segment_ids: torch.Tensor | None = None,
         decoder_positions: torch.Tensor | None = None,
+        layout: SegmentLayout | None = None,
     ) -> torch.Tensor:
         """Teacher-forced decoder logits (B, L, vocab)."""
         tokens = decoder_input_tokens
         length = tokens.shape[1]
         x = self.shared(tokens)
         pos = masks.bias_positions(decoder_positions, decoder_segment_ids, length, tokens.device)
+        if layout is not None:
+            self_attention = layout.decoder_self(self.decoder.position_bias(pos, pos))
+            return self.logits(self.decoder(x, self_attention, encoder_hidden, layout.cross()))
         valid = None if decoder_target_tokens is None else decoder_target_tokens > 0
         allowed = masks.causal_mask(
             length, tokens.device, segment_ids=decoder_segment_ids, valid=valid
@@ -187,7 +197,12 @@ class T5Model(LMHead):
         decoder_positions: torch.Tensor | None = None,
         decoder_loss_weights: torch.Tensor | None = None,
     ) -> ModelOutput:
-        encoder_hidden = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions)
+        layout = self.segment_layout(
+            encoder_segment_ids, decoder_segment_ids, encoder_positions, decoder_positions
+        )
+        encoder_hidden = self.encode(
+            encoder_input_tokens, encoder_segment_ids, encoder_positions, layout
+        )
         logits = self.decode(
             encoder_hidden,
             encoder_input_tokens,
@@ -196,6 +211,7 @@ class T5Model(LMHead):
             encoder_segment_ids,
             decoder_segment_ids,
             decoder_positions,
+            layout,
         )
         if decoder_target_tokens is None:
             return ModelOutput(logits=logits)
@@ -203,6 +219,35 @@ class T5Model(LMHead):
             logits, decoder_target_tokens, decoder_loss_weights
         )
         return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+
+    def segment_layout(
+        self,
+        encoder_segment_ids: torch.Tensor | None,
+        decoder_segment_ids: torch.Tensor | None,
+        encoder_positions: torch.Tensor | None,
+        decoder_positions: torch.Tensor | None,
+    ) -> SegmentLayout | None:
+        """The within-segment attention plan for packed rows, or None for the dense path (no
+        segments, ``segmented_attention`` off, positions that do not count up per segment, or
+        segments too full of one example for bucketing to save work)."""
+        if (
+            not self.segmented_attention
+            or encoder_segment_ids is None
+            or decoder_segment_ids is None
+        ):
+            return None
+        for positions, segments in (
+            (encoder_positions, encoder_segment_ids),
+            (decoder_positions, decoder_segment_ids),
+        ):
+            if (
+                masks.bias_positions(positions, segments, segments.shape[1], segments.device).shape[
+                    0
+                ]
+                > 1
+            ):
+                return None
+        return SegmentLayout.build(encoder_segment_ids, decoder_segment_ids)
 
     def num_parameters(self) -> int:
         """Unique parameters (shared ones counted once)."""

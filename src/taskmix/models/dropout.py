@@ -1,0 +1,59 @@
+"""Dropout whose random mask is cheap on CPU.
+
+PyTorch's CPU dropout draws one Bernoulli sample per element (``bernoulli_``), which makes it
+the largest single cost of a small T5's training step on CPU, ahead of the matmuls. Here one
+32-bit draw of the same generator (``random_``) serves two elements: its two 16-bit halves are
+compared with integer thresholds. The drop probability is exact to 2**-15, the stream follows
+``torch.manual_seed`` and checkpointed RNG states like any torch op, and on other devices
+(where dropout is fused and fast) this is plain ``F.dropout``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    """Bool CPU mask, True with probability 1 - p (to 2**-15)."""
+    numel = shape.numel()
+    words = torch.empty((numel + 1) // 2, dtype=torch.int32).random_()  # uniform in [0, 2**31)
+    halves = words.view(torch.int16).view(-1, 2)
+    # The low half is uniform over all int16 values, the high half over [0, 2**15).
+    low = -(2**15) + round(p * 2**16)
+    high = round(p * 2**15)
+    order = [low, high] if sys.byteorder == "little" else [high, low]
+    keep = halves >= torch.tensor(order, dtype=torch.int16)
+    return keep.view(-1)[:numel].view(shape)
+
+
+class _CpuDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = keep_mask(x.shape, p)
+        ctx.save_for_backward(keep)
+        ctx.scale = 1.0 / (1.0 - p)
+        return torch.where(keep, x, 0.0).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return torch.where(keep, grad, 0.0).mul_(ctx.scale), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    return _CpuDropout.apply(x, p)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the cheap CPU mask (same ``p``, same module name in state dicts)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)

@@ -1,0 +1,265 @@
+"""Attention within segments only, for packed encoder-decoder rows.
+
+A packed row of length L holds several examples; dense attention scores all L x L pairs and
+masks the cross-segment ones, so most of its work (and, in training, most of the dropout random
+numbers on attention weights) is thrown away. Here each example's segment is gathered into a
+bucket of examples of similar length, attention runs on (examples, heads, n, n) blocks, and the
+results are put back in place: the same outputs at every non-padding position as the dense
+path, for a fraction of its cost (the idea of "unpadded" / variable-length attention).
+
+The plan is built from the segment ids alone (no gradients) and applies when every segment is
+one contiguous run and each example has both an encoder and a decoder segment, as the packing
+converters produce. Padding positions (segment 0) get zeros instead of the dense path's
+meaningless values; they never reach a loss or another token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from taskmix.models.dropout import dropout
+
+
+@dataclass
+class RowMap:
+    """Row ``i`` of the result is row ``index[i]`` of the source, or zeros for rows in ``zero``."""
+
+    index: torch.Tensor
+    zero: torch.Tensor
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.index_select(0, self.index)
+        return out.index_fill_(0, self.zero, 0.0) if self.zero.numel() else out
+
+
+class _MoveRows(torch.autograd.Function):
+    """Rows moved by ``forward_map``, gradients moved back by ``backward_map``. The autograd
+    default (``index_add_`` into a zero tensor per call) costs a full-size fill per bucket and
+    tensor; here each direction is one gather. Exact because every row that ``backward_map``
+    zeroes gets no gradient: padding slots are masked keys or discarded queries."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, forward_map: RowMap, backward_map: RowMap) -> torch.Tensor:
+        ctx.backward_map = backward_map
+        return forward_map.take(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return ctx.backward_map.take(grad.contiguous()), None, None
+
+
+@dataclass
+class Side:
+    """One sequence (encoder or decoder) of a packed batch, laid out as buckets of segments.
+
+    Bucket ``i`` holds ``shapes[i] = (N, n)``: N segments, each padded to n slots; the slots of
+    all buckets, in order, are the rows of one (slots, inner) tensor. ``valid`` (per bucket,
+    (N, n)) marks slots holding a real token."""
+
+    shapes: list[tuple[int, int]]
+    valid: list[torch.Tensor]
+    to_slots: RowMap  # (B * L) token rows -> slot rows (padding slots zero)
+    to_tokens: RowMap  # slot rows -> (B * L) token rows (padding tokens zero)
+    batch: int
+    length: int
+
+    @classmethod
+    def build(
+        cls,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        groups: list[np.ndarray],
+        caps: list[int],
+        batch: int,
+        length: int,
+        device: torch.device,
+    ) -> Side:
+        """``starts`` / ``lengths``: flattened start and length of each segment; ``groups[i]``:
+        the segments of bucket i, padded to ``caps[i]``."""
+        slot_rows, valid, shapes = [], [], []
+        for members, cap in zip(groups, caps, strict=True):
+            slot = np.arange(cap)[None, :]
+            ok = slot < lengths[members, None]
+            slot_rows.append(np.where(ok, starts[members, None] + slot, -1).reshape(-1))
+            valid.append(torch.from_numpy(ok).to(device))
+            shapes.append((len(members), cap))
+        rows = np.concatenate(slot_rows)
+        token_slot = np.full(batch * length, -1, dtype=np.int64)
+        token_slot[rows[rows >= 0]] = np.nonzero(rows >= 0)[0]
+        to_slots, to_tokens = _row_map(rows, device), _row_map(token_slot, device)
+        return cls(shapes, valid, to_slots, to_tokens, batch, length)
+
+    def gather(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, L, inner) -> per bucket (N, n, inner)."""
+        flat = _MoveRows.apply(x.reshape(-1, x.shape[-1]), self.to_slots, self.to_tokens)
+        # one split, not slices: a slice's backward fills a full-size zero tensor per bucket
+        pieces = flat.split([n * cap for n, cap in self.shapes])
+        return [p.view(n, cap, -1) for p, (n, cap) in zip(pieces, self.shapes, strict=True)]
+
+    def scatter(self, buckets: list[torch.Tensor]) -> torch.Tensor:
+        """Per bucket (N, n, inner) -> (B, L, inner), zeros at padding tokens."""
+        inner = buckets[0].shape[-1]
+        flat = torch.cat([b.reshape(-1, inner) for b in buckets])
+        return _MoveRows.apply(flat, self.to_tokens, self.to_slots).view(
+            self.batch, self.length, inner
+        )
+
+
+def _row_map(source: np.ndarray, device: torch.device) -> RowMap:
+    """-1 in ``source`` marks rows to zero."""
+    index = torch.from_numpy(np.maximum(source, 0)).to(device)
+    zero = torch.from_numpy(np.nonzero(source < 0)[0]).to(device)
+    return RowMap(index, zero)
+
+
+@dataclass
+class SegmentedAttention:
+    """What ``Attention`` takes instead of a dense bias: query and key sides, and per bucket an
+    additive bias broadcastable to (N, H, Lq, Lk)."""
+
+    queries: Side
+    keys: Side
+    biases: list[torch.Tensor]
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, dropout_p: float
+    ) -> torch.Tensor:
+        """q (B, Lq, inner), k and v (B, Lk, inner) -> (B, Lq, inner)."""
+        outputs = []
+        for qb, kb, vb, bias in zip(
+            self.queries.gather(q),
+            self.keys.gather(k),
+            self.keys.gather(v),
+            self.biases,
+            strict=True,
+        ):
+            qb, kb, vb = (_heads(t, n_heads) for t in (qb, kb, vb))
+            bias = bias.to(q.dtype)
+            if dropout_p > 0.0 and q.device.type == "cpu":  # SDPA would use slow bernoulli_
+                weights = torch.softmax(qb @ kb.transpose(-1, -2) + bias, dim=-1)
+                out = dropout(weights, dropout_p, training=True) @ vb
+            else:
+                out = F.scaled_dot_product_attention(
+                    qb, kb, vb, attn_mask=bias, dropout_p=dropout_p, scale=1.0
+                )
+            outputs.append(out.transpose(1, 2).flatten(2))
+        return self.queries.scatter(outputs)
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    n, length, _ = x.shape
+    return x.view(n, length, n_heads, -1).transpose(1, 2)
+
+
+def bucket_length(n: int, limit: int) -> int:
+    """Padded length of a bucket holding segments of length ``n``: multiples of 16 up to 64,
+    then steps of x1.5 (96, 144, 216, ...), never above the row length ``limit``."""
+    if n <= 64:
+        return min(-(-n // 16) * 16, limit)
+    length = 64
+    while length < n:
+        length = length * 3 // 2
+    return min(length, limit)
+
+
+def _segments(segment_ids: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """(row, start, length, id) of each segment of a (B, L) id array, or None if some id
+    occurs in more than one run of its row (segments must be contiguous)."""
+    batch = segment_ids.shape[0]
+    zeros = np.zeros((batch, 1), segment_ids.dtype)
+    before = np.concatenate([zeros, segment_ids[:, :-1]], axis=1)
+    after = np.concatenate([segment_ids[:, 1:], zeros], axis=1)
+    real = segment_ids > 0
+    row, start = np.nonzero(real & (segment_ids != before))
+    _, last = np.nonzero(real & (segment_ids != after))  # same row-major order as the starts
+    ids = segment_ids[row, start].astype(np.int64)
+    keys = row * (int(ids.max(initial=0)) + 1) + ids
+    if len(np.unique(keys)) != len(keys):
+        return None
+    return row, start, last + 1 - start, ids
+
+
+@dataclass
+class SegmentLayout:
+    """Bucketed plan for one packed encoder-decoder batch: bucket i of the encoder side and
+    bucket i of the decoder side hold the same examples in the same order."""
+
+    encoder: Side
+    decoder: Side
+
+    @classmethod
+    def build(
+        cls,
+        encoder_segment_ids: torch.Tensor,
+        decoder_segment_ids: torch.Tensor,
+        max_fraction: float = 0.7,
+    ) -> SegmentLayout | None:
+        """The plan, or None when the dense path is needed (non-contiguous or unpaired segments)
+        or cheaper (bucketed attention pairs above ``max_fraction`` of the dense ones)."""
+        enc_ids = encoder_segment_ids.detach().cpu().numpy()
+        dec_ids = decoder_segment_ids.detach().cpu().numpy()
+        enc, dec = _segments(enc_ids), _segments(dec_ids)
+        if enc is None or dec is None or len(enc[0]) == 0:
+            return None
+        width = max(int(enc[3].max()), int(dec[3].max())) + 1
+        enc_key, dec_key = enc[0] * width + enc[3], dec[0] * width + dec[3]
+        enc_order, dec_order = np.argsort(enc_key), np.argsort(dec_key)
+        if not np.array_equal(enc_key[enc_order], dec_key[dec_order]):
+            return None  # an example with only an encoder or only a decoder segment
+        (batch, enc_len), dec_len = enc_ids.shape, dec_ids.shape[1]
+        enc_row, enc_start, enc_n, _ = (a[enc_order] for a in enc)
+        dec_row, dec_start, dec_n, _ = (a[dec_order] for a in dec)
+        caps = np.array([bucket_length(int(n), enc_len) for n in enc_n])
+        enc_caps = np.unique(caps).tolist()
+        groups = [np.nonzero(caps == cap)[0] for cap in enc_caps]
+        dec_caps = [int(dec_n[members].max()) for members in groups]
+        pairs = sum(
+            len(m) * (e * e + d * d + d * e)
+            for m, e, d in zip(groups, enc_caps, dec_caps, strict=True)
+        )
+        if pairs > max_fraction * batch * (enc_len**2 + dec_len**2 + dec_len * enc_len):
+            return None
+        device = encoder_segment_ids.device
+        return cls(
+            Side.build(
+                enc_row * enc_len + enc_start, enc_n, groups, enc_caps, batch, enc_len, device
+            ),
+            Side.build(
+                dec_row * dec_len + dec_start, dec_n, groups, dec_caps, batch, dec_len, device
+            ),
+        )
+
+    def encoder_self(self, position_bias: torch.Tensor) -> SegmentedAttention:
+        """Bidirectional attention within encoder segments; ``position_bias`` (1, H, L, L)."""
+        biases = [
+            position_bias[:, :, :cap, :cap] + _key_mask(valid)
+            for (_, cap), valid in zip(self.encoder.shapes, self.encoder.valid, strict=True)
+        ]
+        return SegmentedAttention(self.encoder, self.encoder, biases)
+
+    def decoder_self(self, position_bias: torch.Tensor) -> SegmentedAttention:
+        """Causal attention within decoder segments; padding slots follow the real ones, so the
+        causal mask alone keeps real queries off them."""
+        biases = []
+        for _, cap in self.decoder.shapes:
+            future = torch.ones(cap, cap, dtype=torch.bool, device=position_bias.device).triu(1)
+            mask = torch.zeros(cap, cap, device=position_bias.device).masked_fill(
+                future, torch.finfo(torch.float32).min
+            )
+            biases.append(position_bias[:, :, :cap, :cap] + mask)
+        return SegmentedAttention(self.decoder, self.decoder, biases)
+
+    def cross(self) -> SegmentedAttention:
+        """Decoder segment k attends to encoder segment k of its row (no position bias)."""
+        return SegmentedAttention(
+            self.decoder, self.encoder, [_key_mask(v) for v in self.encoder.valid]
+        )
+
+
+def _key_mask(valid: torch.Tensor) -> torch.Tensor:
+    zero = torch.zeros((), dtype=torch.float32, device=valid.device)
+    return torch.where(valid, zero, torch.finfo(torch.float32).min)[:, None, None, :]
