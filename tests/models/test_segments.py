@@ -1,4 +1,4 @@
-"""Attention within packed segments (``models/segments.py``) and the CPU dropout mask."""
+"""Attention within packed segments and per-token layers on real tokens only (``models/segments.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 
 from taskmix.models import T5Model
 from taskmix.models import segments as segments_module
-from taskmix.models.dropout import Dropout, dropout, keep_mask
 from taskmix.models.segments import SegmentLayout, bucket_length
 from tests.models.helpers import tiny_config
 
@@ -130,35 +129,16 @@ def test_bucket_lengths():
     assert bucket_length(300, 256) == 256
 
 
-# --- dropout ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_keep_mask_rate_and_shape(p):
+def test_loss_weights_on_padding_take_the_dense_path():
+    """The packed path drops padding rows; a caller weighting a padding position still gets the
+    dense result."""
     torch.manual_seed(0)
-    mask = keep_mask(torch.Size([7, 100_001]), p)  # odd element count
-    assert mask.shape == (7, 100_001) and mask.dtype == torch.bool
-    rate = mask.float().mean().item()
-    assert abs(rate - (1 - p)) < 0.003
-    flat = mask.view(-1).float()
-    assert abs(flat[0::2].mean().item() - flat[1::2].mean().item()) < 0.005  # both halves alike
-
-
-def test_dropout_scales_kept_values_and_routes_gradients():
-    torch.manual_seed(1)
-    x = torch.randn(64, 33, requires_grad=True)
-    y = dropout(x, 0.25, training=True)
-    kept = y != 0
-    assert torch.allclose(y[kept], x[kept] / 0.75)
-    assert 0.65 < kept.float().mean().item() < 0.85
-    y.sum().backward()
-    assert torch.allclose(x.grad, kept.float() / 0.75)
-
-
-def test_dropout_is_seeded_and_off_in_eval():
-    layer = Dropout(0.1)
-    x = torch.ones(1000)
-    torch.manual_seed(3)
-    a = layer(x)
-    torch.manual_seed(3)
-    assert torch.equal(a, layer(x))
-    assert torch.equal(layer.eval()(x), x)
-    assert torch.equal(dropout(x, 0.0, training=True), x)
+    model = T5Model(tiny_config(dropout_rate=0.0)).eval()
+    batch = packed_batch(ROWS, enc_len=64, dec_len=24)
+    weights = (batch["decoder_segment_ids"] > 0).float()
+    weights[2, 0] = 1.0  # row 2 is all padding
+    packed = model(**batch, decoder_loss_weights=weights)
+    model.segmented_attention = False
+    dense = model(**batch, decoder_loss_weights=weights)
+    assert packed.num_tokens.item() == dense.num_tokens.item() == weights.sum().item()
+    assert packed.loss_sum.item() == pytest.approx(dense.loss_sum.item(), rel=1e-6)

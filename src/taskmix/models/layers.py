@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.models.config import T5Config
-from taskmix.models.dropout import Dropout
+from taskmix.models.dropout import Dropout, relu_dropout
 from taskmix.models.segments import SegmentedAttention
 
 # an additive bias tensor, or a plan for attention within packed segments
@@ -41,7 +41,7 @@ class DenseActDense(nn.Module):
         self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wo(self.dropout(F.relu(self.wi(x))))
+        return self.wo(relu_dropout(self.wi(x), self.dropout.p, self.training))
 
 
 class DenseGatedActDense(nn.Module):

@@ -54,59 +54,62 @@ class _MoveRows(torch.autograd.Function):
 
 @dataclass
 class Side:
-    """One sequence (encoder or decoder) of a packed batch, laid out as buckets of segments.
+    """One sequence (encoder or decoder) of a packed batch: its real tokens, and the same tokens
+    laid out as buckets of segments.
 
-    Bucket ``i`` holds ``shapes[i] = (N, n)``: N segments, each padded to n slots; the slots of
-    all buckets, in order, are the rows of one (slots, inner) tensor. ``valid`` (per bucket,
-    (N, n)) marks slots holding a real token."""
+    ``tokens`` are the flattened (B * L) positions of the real (non-padding) tokens, in order; the
+    model runs its per-token layers on these rows only. Bucket ``i`` holds ``shapes[i] = (N, n)``:
+    N segments, each padded to n slots; the slots of all buckets, in order, are the rows of one
+    (slots, inner) tensor. ``valid`` (per bucket, (N, n)) marks slots holding a real token."""
 
+    tokens: torch.Tensor
     shapes: list[tuple[int, int]]
     valid: list[torch.Tensor]
-    to_slots: RowMap  # (B * L) token rows -> slot rows (padding slots zero)
-    to_tokens: RowMap  # slot rows -> (B * L) token rows (padding tokens zero)
-    batch: int
-    length: int
+    to_slots: RowMap  # token rows -> slot rows (padding slots zero)
+    to_tokens: RowMap  # slot rows -> token rows
 
     @classmethod
     def build(
         cls,
+        segment_ids: np.ndarray,
         starts: np.ndarray,
         lengths: np.ndarray,
         groups: list[np.ndarray],
         caps: list[int],
-        batch: int,
-        length: int,
         device: torch.device,
     ) -> Side:
         """``starts`` / ``lengths``: flattened start and length of each segment; ``groups[i]``:
         the segments of bucket i, padded to ``caps[i]``."""
+        positions = np.nonzero(segment_ids.reshape(-1) > 0)[0]
+        token_row = np.full(segment_ids.size, -1, dtype=np.int64)
+        token_row[positions] = np.arange(len(positions))
         slot_rows, valid, shapes = [], [], []
         for members, cap in zip(groups, caps, strict=True):
             slot = np.arange(cap)[None, :]
             ok = slot < lengths[members, None]
-            slot_rows.append(np.where(ok, starts[members, None] + slot, -1).reshape(-1))
+            flat = np.where(ok, starts[members, None] + slot, 0)
+            slot_rows.append(np.where(ok, token_row[flat], -1).reshape(-1))
             valid.append(torch.from_numpy(ok).to(device))
             shapes.append((len(members), cap))
         rows = np.concatenate(slot_rows)
-        token_slot = np.full(batch * length, -1, dtype=np.int64)
-        token_slot[rows[rows >= 0]] = np.nonzero(rows >= 0)[0]
-        to_slots, to_tokens = _row_map(rows, device), _row_map(token_slot, device)
-        return cls(shapes, valid, to_slots, to_tokens, batch, length)
+        slot_of_token = np.empty(len(positions), dtype=np.int64)
+        slot_of_token[rows[rows >= 0]] = np.nonzero(rows >= 0)[0]
+        tokens = torch.from_numpy(positions).to(device)
+        to_slots, to_tokens = _row_map(rows, device), _row_map(slot_of_token, device)
+        return cls(tokens, shapes, valid, to_slots, to_tokens)
 
     def gather(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, L, inner) -> per bucket (N, n, inner)."""
-        flat = _MoveRows.apply(x.reshape(-1, x.shape[-1]), self.to_slots, self.to_tokens)
+        """Token rows (T, inner) -> per bucket (N, n, inner)."""
+        flat = _MoveRows.apply(x, self.to_slots, self.to_tokens)
         # one split, not slices: a slice's backward fills a full-size zero tensor per bucket
         pieces = flat.split([n * cap for n, cap in self.shapes])
         return [p.view(n, cap, -1) for p, (n, cap) in zip(pieces, self.shapes, strict=True)]
 
     def scatter(self, buckets: list[torch.Tensor]) -> torch.Tensor:
-        """Per bucket (N, n, inner) -> (B, L, inner), zeros at padding tokens."""
+        """Per bucket (N, n, inner) -> token rows (T, inner)."""
         inner = buckets[0].shape[-1]
         flat = torch.cat([b.reshape(-1, inner) for b in buckets])
-        return _MoveRows.apply(flat, self.to_tokens, self.to_slots).view(
-            self.batch, self.length, inner
-        )
+        return _MoveRows.apply(flat, self.to_tokens, self.to_slots)
 
 
 def _row_map(source: np.ndarray, device: torch.device) -> RowMap:
@@ -128,7 +131,7 @@ class SegmentedAttention:
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, dropout_p: float
     ) -> torch.Tensor:
-        """q (B, Lq, inner), k and v (B, Lk, inner) -> (B, Lq, inner)."""
+        """q (Tq, inner), k and v (Tk, inner): token rows of the two sides -> (Tq, inner)."""
         outputs = []
         for qb, kb, vb, bias in zip(
             self.queries.gather(q),
@@ -225,12 +228,8 @@ class SegmentLayout:
             return None
         device = encoder_segment_ids.device
         return cls(
-            Side.build(
-                enc_row * enc_len + enc_start, enc_n, groups, enc_caps, batch, enc_len, device
-            ),
-            Side.build(
-                dec_row * dec_len + dec_start, dec_n, groups, dec_caps, batch, dec_len, device
-            ),
+            Side.build(enc_ids, enc_row * enc_len + enc_start, enc_n, groups, enc_caps, device),
+            Side.build(dec_ids, dec_row * dec_len + dec_start, dec_n, groups, dec_caps, device),
         )
 
     def encoder_self(self, position_bias: torch.Tensor) -> SegmentedAttention:

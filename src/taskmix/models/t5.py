@@ -140,7 +140,6 @@ class T5Model(LMHead):
         encoder_input_tokens: torch.Tensor,
         encoder_segment_ids: torch.Tensor | None = None,
         encoder_positions: torch.Tensor | None = None,
-        layout: SegmentLayout | None = None,
     ) -> torch.Tensor:
         """Encoder hidden states (B, L, d_model)."""
         tokens = encoder_input_tokens
@@ -148,8 +147,6 @@ class T5Model(LMHead):
         pos = masks.bias_positions(
             encoder_positions, encoder_segment_ids, tokens.shape[1], tokens.device
         )
-        if layout is not None:
-            return self.encoder(x, layout.encoder_self(self.encoder.position_bias(pos, pos)))
         bias = self.encoder.position_bias(pos, pos) + mask_to_bias(
             masks.fully_visible_mask(tokens, encoder_segment_ids), x.dtype
         )
@@ -164,16 +161,12 @@ class T5Model(LMHead):
         encoder_segment_ids: torch.Tensor | None = None,
         decoder_segment_ids: torch.Tensor | None = None,
         decoder_positions: torch.Tensor | None = None,
-        layout: SegmentLayout | None = None,
     ) -> torch.Tensor:
         """Teacher-forced decoder logits (B, L, vocab)."""
         tokens = decoder_input_tokens
         length = tokens.shape[1]
         x = self.shared(tokens)
         pos = masks.bias_positions(decoder_positions, decoder_segment_ids, length, tokens.device)
-        if layout is not None:
-            self_attention = layout.decoder_self(self.decoder.position_bias(pos, pos))
-            return self.logits(self.decoder(x, self_attention, encoder_hidden, layout.cross()))
         valid = None if decoder_target_tokens is None else decoder_target_tokens > 0
         allowed = masks.causal_mask(
             length, tokens.device, segment_ids=decoder_segment_ids, valid=valid
@@ -200,9 +193,18 @@ class T5Model(LMHead):
         layout = self.segment_layout(
             encoder_segment_ids, decoder_segment_ids, encoder_positions, decoder_positions
         )
-        encoder_hidden = self.encode(
-            encoder_input_tokens, encoder_segment_ids, encoder_positions, layout
-        )
+        if layout is not None and (
+            decoder_loss_weights is None
+            or not bool(decoder_loss_weights[decoder_segment_ids == 0].any())
+        ):
+            return self._forward_packed(
+                layout,
+                encoder_input_tokens,
+                decoder_input_tokens,
+                decoder_target_tokens,
+                decoder_loss_weights,
+            )
+        encoder_hidden = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions)
         logits = self.decode(
             encoder_hidden,
             encoder_input_tokens,
@@ -211,12 +213,46 @@ class T5Model(LMHead):
             encoder_segment_ids,
             decoder_segment_ids,
             decoder_positions,
-            layout,
         )
         if decoder_target_tokens is None:
             return ModelOutput(logits=logits)
         loss, loss_sum, num_tokens = weighted_cross_entropy(
             logits, decoder_target_tokens, decoder_loss_weights
+        )
+        return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+
+    def _forward_packed(
+        self,
+        layout: SegmentLayout,
+        encoder_input_tokens: torch.Tensor,
+        decoder_input_tokens: torch.Tensor,
+        decoder_target_tokens: torch.Tensor | None,
+        decoder_loss_weights: torch.Tensor | None,
+    ) -> ModelOutput:
+        """``forward`` for packed rows: every per-token layer runs on the real tokens only
+        (``layout.*.tokens``, often a third of the decoder's slots are padding) and attention
+        within segments; logits at padding positions are zero."""
+        enc, dec = layout.encoder, layout.decoder
+        enc_pos = torch.arange(encoder_input_tokens.shape[1], device=enc.tokens.device)[None]
+        dec_pos = torch.arange(decoder_input_tokens.shape[1], device=dec.tokens.device)[None]
+        x = self.shared(encoder_input_tokens.reshape(-1)[enc.tokens])
+        encoder_hidden = self.encoder(
+            x, layout.encoder_self(self.encoder.position_bias(enc_pos, enc_pos))
+        )
+        y = self.shared(decoder_input_tokens.reshape(-1)[dec.tokens])
+        self_attention = layout.decoder_self(self.decoder.position_bias(dec_pos, dec_pos))
+        hidden = self.decoder(y, self_attention, encoder_hidden, layout.cross())
+        token_logits = self.logits(hidden)  # (real decoder tokens, vocab)
+        batch, length = decoder_input_tokens.shape
+        logits = token_logits.new_zeros(batch * length, token_logits.shape[-1])
+        logits = logits.index_copy(0, dec.tokens, token_logits).view(batch, length, -1)
+        if decoder_target_tokens is None:
+            return ModelOutput(logits=logits)
+        weights = None
+        if decoder_loss_weights is not None:
+            weights = decoder_loss_weights.reshape(-1)[dec.tokens]
+        loss, loss_sum, num_tokens = weighted_cross_entropy(
+            token_logits, decoder_target_tokens.reshape(-1)[dec.tokens], weights
         )
         return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
 
