@@ -16,7 +16,8 @@ def test_keep_mask_rate_and_shape(p):
     rate = mask.float().mean().item()
     assert abs(rate - (1 - p)) < 0.003
     flat = mask.view(-1).float()
-    assert abs(flat[0::2].mean().item() - flat[1::2].mean().item()) < 0.005  # both halves alike
+    for chunk in range(4):  # the four 16-bit chunks of each random word behave alike
+        assert abs(flat[chunk::4].mean().item() - (1 - p)) < 0.006
 
 
 def test_dropout_scales_kept_values_and_routes_gradients():

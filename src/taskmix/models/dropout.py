@@ -2,8 +2,8 @@
 
 PyTorch's CPU dropout draws one Bernoulli sample per element (``bernoulli_``), which makes it
 the largest single cost of a small T5's training step on CPU, ahead of the matmuls. Here one
-32-bit draw of the same generator (``random_``) serves two elements: its two 16-bit halves are
-compared with integer thresholds. The drop probability is exact to 2**-15, the stream follows
+64-bit draw of the same generator (``random_``) serves four elements: its 16-bit chunks are
+compared with an integer threshold. The drop probability is exact to 2**-15, the stream follows
 ``torch.manual_seed`` and checkpointed RNG states like any torch op, and on other devices
 (where dropout is fused and fast) this is plain ``F.dropout``.
 """
@@ -18,13 +18,13 @@ from torch import nn
 def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """Bool CPU mask, True with probability 1 - p (to 2**-15)."""
     numel = shape.numel()
-    words = torch.empty((numel + 1) // 2, dtype=torch.int32).random_()  # uniform in [0, 2**31)
-    # Shifted left by one, the 31 random bits fill the high 16-bit half (bits 15-30) and the low
-    # half (bits 0-14, as even numbers): both halves are then uniform over the int16 range in
-    # steps of at most 2, and one scalar comparison serves both.
-    halves = words.bitwise_left_shift_(1).view(torch.int16)
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_()  # uniform in [0, 2**63)
+    # Shifted left by one, the 63 random bits fill four 16-bit chunks, the lowest as even
+    # numbers: every chunk is uniform over the int16 range in steps of at most 2, so one scalar
+    # comparison with an even threshold serves them all.
+    chunks = words.bitwise_left_shift_(1).view(torch.int16)
     threshold = -(2**15) + 2 * round(p * 2**15)
-    return (halves >= threshold)[:numel].view(shape)
+    return (chunks >= threshold)[:numel].view(shape)
 
 
 class _CpuDropout(torch.autograd.Function):
