@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from pathlib import Path
 
@@ -32,3 +34,34 @@ def read_texts(folder: Path) -> list[str]:
     for part in sorted(folder.glob("*.jsonl")):
         texts += [json.loads(line)["text"] for line in part.read_text().splitlines()]
     return texts
+
+
+def write_jsonl_gz(path: Path, records: list[dict]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def numbered_page(i: int, good: int = 6) -> str:
+    """A page that passes the rules and shares no sentence with another number's page."""
+    return "\n".join(f"{line[:-1]} on day {i}." for line in GOOD[:good])
+
+
+def warc_bytes(texts: list[str], gz: bool = False) -> tuple[bytes, list[int]]:
+    """A WARC of ``conversion`` records (text/plain) and each record's start offset."""
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=gz)
+    offsets = []
+    for i, text in enumerate(texts):
+        offsets.append(buf.tell())
+        rec = writer.create_warc_record(
+            f"http://site{i}.com/",
+            "conversion",
+            payload=io.BytesIO(text.encode()),
+            warc_headers_dict={"Content-Type": "text/plain"},
+        )
+        writer.write_record(rec)
+    return buf.getvalue(), offsets

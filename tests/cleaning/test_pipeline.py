@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 
 import pytest
@@ -18,7 +17,7 @@ from taskmix.cleaning.presets import get_preset
 from taskmix.cli.main import main
 from taskmix.data.errors import ConfigError
 
-from .helpers import GOOD, page, read_texts, write_jsonl
+from .helpers import GOOD, page, read_texts, warc_bytes, write_jsonl
 
 FAST = {"langdetect": False, "sentence_splitter": "regex"}
 SPAN = "Shared sentence number one is here. Shared sentence number two follows. And the third shared one."
@@ -146,25 +145,9 @@ def test_plain_text_blocks_and_gzip(tmp_path):
     assert stats.pages_in == 3 and stats.pages_out == 2
 
 
-def _warc_bytes(texts: list[str]) -> bytes:
-    from warcio.warcwriter import WARCWriter
-
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=False)
-    for i, text in enumerate(texts):
-        rec = writer.create_warc_record(
-            f"http://site{i}.com/",
-            "conversion",
-            payload=io.BytesIO(text.encode()),
-            warc_headers_dict={"Content-Type": "text/plain"},
-        )
-        writer.write_record(rec)
-    return buf.getvalue()
-
-
 def test_warc_with_a_broken_record_is_read_past(tmp_path):
     texts = [page(), "BROKEN RECORD PAYLOAD HERE", page(good=5)]
-    data = _warc_bytes(texts)
+    data, _ = warc_bytes(texts)
     # The middle record's header is garbage: warcio raises, the reader resyncs on the next one.
     j = data.index(b"WARC/1.", 1)
     data = data[:j] + b"\x00garbage\x00" + data[j + 7 :]

@@ -29,6 +29,18 @@ def test_terminal_punct_keeps_end_marks_and_drops_ellipsis():
     assert kept == ["A line.", "Why?", "Wow!", 'He said "yes."']
 
 
+def test_end_marks_are_configurable():
+    def after_terminal_punct(cfg: CleanConfig) -> list[str]:
+        rule = dict(build_rules(cfg))["terminal_punct"]
+        return rule(Page(["He said 'yes.'", "It is 'fine'", "Done."])).lines
+
+    assert after_terminal_punct(PAPER) == ["Done."]
+    wide = get_preset("paper", end_marks=".?!\"'")  # datatrove's C4QualityFilter marks
+    assert after_terminal_punct(wide) == ["He said 'yes.'", "It is 'fine'", "Done."]
+    with pytest.raises(ConfigError, match="end_marks"):
+        get_preset("paper", end_marks="")
+
+
 def test_min_words_per_line():
     assert lines_after(R.min_words(3), "Two words.", "Now three words.") == ["Now three words."]
     assert lines_after(R.min_words(5), "Now three words.") == []

@@ -62,5 +62,13 @@ def test_quick_demo_writes_report_and_plot(tmp_path, capsys):
     assert "translate_en_zarnic" in report["tasks"] and len(report["tasks"]) == 25
     for entry in report["tasks"].values():
         assert entry["main_metric"] in entry["metrics"]
+    # the chance level is measured on the examples scored (validation), not on the test split
+    from taskmix.data.registry import TaskRegistry
+    from taskmix.training.demo import chance_level
+
+    assert report["above_chance"]["split"] == "validation"
+    assert report["tasks"]["topic"]["chance"] == chance_level(
+        TaskRegistry.get("topic"), "validation", 4
+    )
     assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "tasks score more than 10 points above chance" in capsys.readouterr().out

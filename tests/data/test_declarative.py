@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from taskmix.data.declarative import Template, load_yaml
+from taskmix.data.declarative import Template, TemplateFormatter, load_yaml
 from taskmix.data.errors import ConfigError, ErrorReport, RecordError
 from taskmix.data.formatting import bin_regression, format_fields, label_word
 from taskmix.data.registry import Registry
@@ -172,9 +172,10 @@ def test_missing_field_and_empty_target_name_file_line_field(tmp_path, data_dir,
     empty["inputs"] = "x {premise}"
     path = write_config(tmp_path, {"tasks": [empty]}, "empty.yaml")
     (task,), _ = load_yaml(path, task_registry=registries[0], mixture_registry=registries[1])
-    with pytest.raises(RecordError, match=r"empty\.jsonl:1: field 'targets': empty") as info:
+    # The error names the record's field that is blank, not the template's output key.
+    with pytest.raises(RecordError, match=r"empty\.jsonl:1: field 'note': empty") as info:
         list(task.get_dataset("train"))
-    assert info.value.field == "targets" and info.value.reason == "empty"
+    assert info.value.field == "note" and info.value.reason == "empty"
 
 
 def test_template_renders_only_plain_fields():
@@ -186,6 +187,17 @@ def test_template_renders_only_plain_fields():
     for unsafe in ("{a.__class__}", "{a[0]}", "{a!r}", "{a:>10}", "{}", "{ a }", "{0.real}"):
         with pytest.raises(ValueError, match="unsafe placeholder"):
             Template.parse(unsafe)
+
+
+def test_an_empty_output_names_the_blank_record_field():
+    formatter = TemplateFormatter(Template.parse("x {a}"), Template.parse("{b}"))
+    with pytest.raises(RecordError, match=r"f:7: field 'b': empty") as info:
+        formatter({"a": "ok", "b": " ", "_where": "f:7"})
+    assert (info.value.field, info.value.reason) == ("b", "empty")
+    both = TemplateFormatter(Template.parse("x"), Template.parse("{a} {b}"))
+    with pytest.raises(RecordError, match=r"f:8: field 'a': empty"):  # the first blank one
+        both({"a": "", "b": " ", "_where": "f:8"})
+    assert both({"a": "", "b": "yes"})["targets"] == " yes"  # one blank field is fine
 
 
 # --------------------------------------------------------------------------- config errors

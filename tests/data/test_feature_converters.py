@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -245,6 +247,25 @@ def test_drop_counts_one_per_example():
     assert sum(int(r["encoder_segment_ids"].max()) for r in rows) == 1
     assert converter.report.dropped == {"inputs": 2, "targets": 1}
     assert converter.report.truncated == {}
+
+
+def test_counts_are_the_converters_state_and_survive_a_resume():
+    """What a batch pipeline saves with a checkpoint: the converter's counts, restored in place."""
+    examples = long_and_short_examples()
+    converter = EncDecFeatureConverter(6, 4, pack=False)
+    list(converter.pack_rows(examples[:2]))
+    state = json.loads(json.dumps(converter.state_dict()))
+    resumed = EncDecFeatureConverter(6, 4, pack=False)
+    held = resumed.report
+    resumed.load_state_dict(state)
+    list(resumed.pack_rows(examples[2:]))
+    list(converter.pack_rows(examples[2:]))
+    assert resumed.report is held
+    assert resumed.report.as_dict() == converter.report.as_dict()
+    assert resumed.report.summary() == {"skipped": 0, "truncated": 4, "dropped": 0}
+    with pytest.raises(ValueError, match="not a feature converter state"):
+        resumed.load_state_dict({"examples": {}})
+    assert resumed.report.summary()["truncated"] == 4  # unchanged by the bad state
 
 
 def test_decoder_only_truncates_the_concatenation():

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,3 +48,19 @@ def test_stsb_has_26_classes_and_bad_predictions_parse_to_default():
     assert len({bin_regression(i / 100) for i in range(0, 501)}) == 26
     assert parse_regression("banana", default=2.5) == 2.5
     assert parse_regression("nan") == 0.0
+
+
+def test_regression_bins_match_t5_at_the_midpoints():
+    """T5: ``tf.round(score * 5) / 5`` (half to even on the product), not round(score / 0.2)."""
+    assert [bin_regression(x) for x in (0.3, 0.7, 1.9, 2.3, 4.3)] == [
+        "0.4",
+        "0.8",
+        "2.0",
+        "2.4",
+        "4.4",
+    ]
+    grid = np.arange(0, 5.001, 0.01)
+    t5 = [f"{v:.1f}" for v in np.round(grid * 5) / 5]
+    assert [bin_regression(x) for x in grid] == t5
+    # The check has teeth: the old formula disagrees with T5 somewhere on this grid.
+    assert any(f"{round(x / 0.2) * 0.2:.1f}" != want for x, want in zip(grid, t5, strict=True))

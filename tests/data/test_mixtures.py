@@ -317,3 +317,141 @@ def test_a_bad_record_fails_every_time_instead_of_ending_the_epoch():
     with pytest.raises(RecordError):
         next(stream)
     assert stream.state_dict() == before  # nothing consumed, no silent new epoch
+
+
+@st.composite
+def shard_layouts(draw):
+    num_shards = draw(st.integers(1, 5))
+    # Every shard of every task holds a record (an empty shard raises EmptyTaskError, tested
+    # above), so each shard's stream can finish an epoch of every task.
+    sizes = draw(st.lists(st.integers(num_shards, 30), min_size=1, max_size=4))
+    return sizes, num_shards
+
+
+@settings(max_examples=40, deadline=None)
+@given(layout=shard_layouts(), seed=st.integers(0, 2**31))
+def test_shards_of_a_mixture_split_every_task_epoch_disjointly_and_completely(layout, seed):
+    """Over one epoch of each task, the shards' examples are disjoint and cover every record."""
+    sizes, num_shards = layout
+    mix = Mixture("m", [make_task(f"t{i}", n) for i, n in enumerate(sizes)])
+    names = [f"t{i}" for i in range(len(sizes))]
+    drawn: dict[str, list[str]] = defaultdict(list)
+    for shard in range(num_shards):
+        # Record i of a task belongs to shard i % num_shards: its epoch there has this size.
+        epoch_size = {
+            t: len(range(shard, n, num_shards)) for t, n in zip(names, sizes, strict=True)
+        }
+        stream = mix.get_stream(seed=seed, shard_index=shard, num_shards=num_shards)
+        for example in islice(stream, 20_000):
+            task = example["_task"]
+            if stream.position(task)[0] == 0:  # still epoch 0 once this example is yielded
+                drawn[task].append(example["inputs_pretokenized"])
+            if all(stream.position(t) >= (0, epoch_size[t]) for t in names):
+                break
+        assert all(stream.position(t) >= (0, epoch_size[t]) for t in names)
+    for task, n in zip(names, sizes, strict=True):
+        assert len(drawn[task]) == len(set(drawn[task]))  # disjoint across shards
+        assert set(drawn[task]) == {f"{task} {i}" for i in range(n)}  # complete
+
+
+# --- counts in reports: once per bad record, and part of the state ------------------------------
+
+
+def task_with_bad_records(n: int = 6, bad=(1, 4)) -> Task:
+    """A task whose records ``bad`` fail to parse (skipped) and whose record 2 is filtered."""
+
+    def check(example):
+        if example["inputs"] in {f"bad {i}" for i in bad}:
+            raise RecordError("unparseable", field="inputs")
+        return None if example["inputs"] == "bad 2" else example
+
+    task = make_task("bad", n)
+    task.preprocessors = [map_examples(check), tokenize]
+    task.on_error = "skip"
+    return task
+
+
+def test_a_bad_record_is_counted_once_however_many_epochs_read_it():
+    task = task_with_bad_records()
+    stream = as_mixture(task).get_stream(seed=0)
+    valid = 6 - 3
+    list(islice(stream, valid * 4))  # four epochs
+    assert stream.position("bad") == (3, valid)
+    report = stream.reports["bad"]
+    assert report.skipped == {"unparseable": 2}
+    assert report.dropped == {"check returned None": 1}
+    assert report.summary() == {"skipped": 2, "truncated": 0, "dropped": 1}
+    assert sorted(m.split(":")[1] for m in report.examples) == ["2", "3", "5"]  # memory:<line>
+
+
+@settings(max_examples=25, deadline=None)
+@given(stop=st.integers(0, 40), seed=st.integers(0, 2**31))
+def test_report_counts_survive_a_resume_exactly(stop, seed):
+    mix = Mixture("m", [task_with_bad_records(), make_task("good", 4)])
+    reference = mix.get_stream(seed=seed)
+    list(islice(reference, stop + 20))
+    stream = mix.get_stream(seed=seed)
+    list(islice(stream, stop))
+    state = json.loads(json.dumps(stream.state_dict()))
+    restored = mix.get_stream(seed=seed)
+    held = restored.reports["bad"]  # what a trainer keeps a reference to
+    restored.load_state_dict(state)
+    assert restored.reports["bad"] is held
+    assert {n: r.as_dict() for n, r in restored.reports.items()} == state["reports"]
+    list(islice(restored, 20))  # the replay of the current epoch must not count again
+    assert {n: r.as_dict() for n, r in restored.reports.items()} == {
+        n: r.as_dict() for n, r in reference.reports.items()
+    }
+
+
+def test_version_1_states_load_and_bad_report_states_change_nothing():
+    mix = Mixture("m", [task_with_bad_records(), make_task("good", 4)])
+    stream = mix.get_stream(seed=1)
+    list(islice(stream, 10))
+    state = stream.state_dict()
+    assert state["reports"]["bad"]["skipped"] == {"unparseable": 2}
+
+    # A checkpoint from before reports were saved loads without counts; the replay of a task's
+    # epoch 0 then counts what the old state could not carry.
+    solo = as_mixture(task_with_bad_records())
+    saved = solo.get_stream(seed=1)
+    list(islice(saved, 2))
+    assert saved.position("bad") == (0, 2)
+    old = {k: v for k, v in saved.state_dict().items() if k != "reports"} | {"version": 1}
+    fresh = solo.get_stream(seed=1)
+    fresh.load_state_dict(old)
+    assert fresh.step == 2 and fresh.reports["bad"].summary()["skipped"] == 0
+    list(islice(fresh, 2))
+    list(islice(saved, 2))
+    assert fresh.reports["bad"].as_dict() == saved.reports["bad"].as_dict()
+    assert saved.reports["bad"].summary() == {"skipped": 2, "truncated": 0, "dropped": 1}
+
+    target = mix.get_stream(seed=1)
+    list(islice(target, 3))
+    before = target.state_dict()
+    broken = {**state, "reports": {**state["reports"], "bad": {"skipped": {"x": -1}}}}
+    with pytest.raises(ValueError, match="task 'bad'.*'skipped' must map reasons to counts"):
+        target.load_state_dict(broken)
+    with pytest.raises(ValueError, match="reports for"):
+        target.load_state_dict({k: v for k, v in state.items() if k != "reports"})
+    assert target.state_dict() == before  # nothing half-restored
+
+
+# --- rate overrides ------------------------------------------------------------------------------
+
+
+def test_with_rates_keeps_only_the_settings_the_new_strategy_uses():
+    a, b = make_task("a", 100), make_task("b", 400)
+    capped = Mixture("m", [a, b], cap=200, scale={"a": 2.0})
+    assert capped.rates() == pytest.approx({"a": 0.5, "b": 0.5})
+    equal = capped.with_rates(strategy="equal")
+    assert (equal.strategy, equal.cap, equal.temperature, equal.scale) == ("equal", None, 1.0, {})
+    assert equal.rates() == {"a": 0.5, "b": 0.5}
+    assert capped.with_rates(cap=1000).rates() == pytest.approx({"a": 200 / 600, "b": 400 / 600})
+    tempered = Mixture("t", [a, b], strategy="temperature", temperature=2.0)
+    assert tempered.with_rates(strategy="proportional").rates() == pytest.approx(
+        {"a": 0.2, "b": 0.8}
+    )
+    assert tempered.with_rates(cap=100).temperature == 2.0
+    with pytest.raises(ValueError, match="not to 'equal'"):
+        capped.with_rates(strategy="equal", cap=10)  # given explicitly: still an error

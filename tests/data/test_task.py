@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from taskmix.data.errors import RecordError
+from taskmix.data.errors import ErrorReport, RecordError
 from taskmix.data.formatting import require_text
 from taskmix.data.task import map_examples, stable_seed, tokenize, validate_name
 from taskmix.data.vocabulary import ByteVocabulary
@@ -50,8 +50,6 @@ def test_record_error_names_file_line_and_field_or_is_counted():
     with pytest.raises(RecordError, match=r"mem/train:2: field 'question': empty"):
         list(task.get_dataset("train"))
     task.on_error = "skip"
-    from taskmix.data.errors import ErrorReport
-
     report = ErrorReport()
     kept = list(task.get_dataset("train", report=report))
     assert len(kept) == 1
@@ -81,3 +79,19 @@ def test_stable_seed_is_stable_and_distinct():
     assert stable_seed("a", 1) == stable_seed("a", 1)
     assert stable_seed("a", 1) != stable_seed("a", 2)
     assert stable_seed("x") == 2474749279504906390  # fixed across machines and Python runs
+
+
+def test_an_example_dropped_by_map_examples_is_counted_with_its_reason_and_place():
+    def keep_even(ex):
+        return ex if int(ex["targets"][1:]) % 2 == 0 else None
+
+    task = make_task("t", 5, preprocessors=[map_examples(keep_even), tokenize])
+    report = ErrorReport()
+    kept = [e["targets_pretokenized"] for e in task.get_dataset("train", report=report)]
+    assert kept == ["t0", "t2", "t4"]
+    assert report.dropped == {"keep_even returned None": 2}
+    assert report.examples == [
+        "mem/train:2: dropped: keep_even returned None",
+        "mem/train:4: dropped: keep_even returned None",
+    ]
+    assert report.total_skipped() == 0  # a filter is not an error

@@ -59,3 +59,30 @@ def test_an_ensemble_of_one_model_twice_equals_the_model(task, model):
     single = evaluate_task(model, task, max_decode_length=4, return_predictions=True)
     double = evaluate_task([model, model], task, max_decode_length=4, return_predictions=True)
     assert single["_predictions"] == double["_predictions"]
+
+
+def test_rank_classification_of_an_ensemble_averages_the_option_scores(task, monkeypatch):
+    """Model A prefers "yes" by 1 nat, model B prefers "no" by 5: the average picks "no"."""
+    import taskmix.models.generate as generate
+    from taskmix.evaluation.evaluator import rank_classify
+
+    a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    fixed = {id(a): [0.0, -1.0], id(b): [-5.0, 0.0]}
+
+    def score_options(model, inputs, options, **kwargs):
+        row = fixed[id(model)]
+        return generate.OptionScores(
+            scores=[row] * len(inputs), best=[row.index(max(row))] * len(inputs)
+        )
+
+    monkeypatch.setattr(generate, "score_options", score_options)
+    examples = [{"inputs": [5, 6, 1]}, {"inputs": [7, 1]}]
+    vocab = ByteVocabulary()
+    assert rank_classify(a, examples, vocab, LABELS) == ["yes", "yes"]
+    assert rank_classify([a, b], examples, vocab, LABELS) == ["no", "no"]
+
+
+def test_rank_classification_of_one_model_twice_equals_the_model(task, model):
+    single = evaluate_task(model, task, rank_classification=True, return_predictions=True)
+    double = evaluate_task([model, model], task, rank_classification=True, return_predictions=True)
+    assert single["_predictions"] == double["_predictions"]

@@ -172,12 +172,59 @@ def test_decoding_ignores_dropout_and_restores_training_mode():
     assert torch.equal(first, greedy_decode(model.eval(), inputs, max_length=5))
 
 
-def test_greedy_refuses_decoder_only_models():
-    with pytest.raises(TaskmixError, match="encoder-decoder"):
-        greedy_decode(
-            DecoderOnlyLM(tiny_config(architecture="decoder_only")),
-            torch.ones(1, 2, dtype=torch.long),
-        )
+def _lm_that_stops_sometimes(architecture: str) -> tuple[DecoderOnlyLM, torch.Tensor]:
+    torch.manual_seed(5)
+    model = DecoderOnlyLM(tiny_config(architecture=architecture)).eval()
+    inputs = torch.randint(2, 96, (6, 9))
+    inputs[1, 4:] = 0  # prompts of different lengths
+    inputs[4, 1:] = 0
+    with torch.no_grad():
+        model.shared.weight[0] = 0.0  # no echo of the start/pad token
+        model.shared.weight.mul_(0.05)
+    return model, inputs
+
+
+@pytest.mark.parametrize("architecture", ["decoder_only", "prefix_lm"])
+def test_lm_decoding_cached_equals_the_models_own_forward(architecture):
+    model, inputs = _lm_that_stops_sometimes(architecture)
+    cached = greedy_decode(model, inputs, max_length=10, compact=False)
+    uncached = greedy_decode(model, inputs, max_length=10, use_cache=False)
+    assert cached.shape[0] == 6
+    assert torch.equal(cached, uncached)
+    # the first generated token is the argmax after [start, inputs...] in the training forward
+    for row, prompt in zip(cached, inputs, strict=True):
+        real = prompt[prompt > 0]
+        sequence = torch.cat([torch.zeros(1, dtype=torch.long), real])[None]
+        prefix = torch.ones_like(sequence) if architecture == "prefix_lm" else None
+        logits = model(sequence, decoder_causal_attention=prefix).logits
+        assert int(row[0]) == int(logits[0, -1].argmax())
+
+
+def test_prefix_lm_prompt_is_fully_visible_but_decoder_only_is_causal():
+    """Changing the last input token changes a prefix LM's view of the first one, so the two
+    architectures (same weights) must decode differently for some prompt."""
+    outputs = {}
+    for architecture in ("decoder_only", "prefix_lm"):
+        model, inputs = _lm_that_stops_sometimes(architecture)
+        outputs[architecture] = greedy_decode(model, inputs, max_length=6)
+    assert not torch.equal(outputs["decoder_only"], outputs["prefix_lm"])
+
+
+@pytest.mark.parametrize("architecture", ["decoder_only", "prefix_lm"])
+def test_lm_compaction_and_ensembles(architecture):
+    model, inputs = _lm_that_stops_sometimes(architecture)
+    head = model.shared.weight
+    with torch.no_grad():
+        head[EOS] *= 4.0  # some rows end early, so compaction runs
+    plain = greedy_decode(model, inputs, max_length=10, compact=False)
+    assert (plain == EOS).any(1).any()
+    assert torch.equal(plain, greedy_decode(model, inputs, max_length=10))
+    assert torch.equal(plain, ensemble_greedy([model, model], inputs, max_length=10))
+
+
+def test_greedy_refuses_other_modules():
+    with pytest.raises(TaskmixError, match="T5Model and DecoderOnlyLM"):
+        greedy_decode(torch.nn.Linear(2, 2), torch.ones(1, 2, dtype=torch.long))
 
 
 @pytest.mark.parametrize("flavour", ["v1.0", "v1.1"])

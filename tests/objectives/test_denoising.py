@@ -114,6 +114,39 @@ def test_prefix_lm_splits_once(length, seed):
             assert 1 <= len(inp) <= length - 1
 
 
+@pytest.mark.parametrize("density", [0.15, 0.3, 0.5, 0.8])
+def test_prefix_lm_noise_density_is_the_mean_prefix_fraction(density):
+    """T5 calls the prefix the noise: on average ``density`` of the chunk becomes inputs."""
+    length, batch = 200, 4000
+    tokens = tokens_batch(np.random.default_rng(0), batch, length)
+    objective = get_objective("prefix_lm", noise_density=density)
+    inputs, targets = objective.apply(tokens, VOCAB, np.random.default_rng(7))
+    fraction = inputs.lengths / length
+    assert (inputs.lengths + targets.lengths == length).all()
+    assert inputs.lengths.min() >= 1 and targets.lengths.min() >= 1
+    # Split points are uniform over a window centred on density * length: the mean lies
+    # within a few standard errors of the density (std error here is at most ~0.005).
+    assert abs(fraction.mean() - density) < 4 * fraction.std() / np.sqrt(batch) + 1e-3
+    assert len(np.unique(inputs.lengths)) > 20  # still random, not a fixed split
+
+
+def test_prefix_lm_default_is_t5s_uniform_split_drawn_as_before():
+    length, batch = 12, 3000
+    tokens = tokens_batch(np.random.default_rng(0), batch, length)
+    assert prefix_lm().params()["noise_density"] == 0.5
+    inputs, _ = prefix_lm().apply(tokens, VOCAB, np.random.default_rng(3))
+    # T5's random_prefix_noise_mask: prefix length uniform over [1, L - 1], one draw per row.
+    expected = np.random.default_rng(3).integers(1, length, size=batch)
+    assert inputs.lengths.tolist() == expected.tolist()
+    assert set(np.unique(inputs.lengths)) == set(range(1, length))
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.2, "half", float("nan")])
+def test_prefix_lm_rejects_densities_outside_the_open_unit_interval(bad):
+    with pytest.raises(ConfigError, match="noise_density"):
+        prefix_lm(bad)
+
+
 def test_lm_has_no_inputs_and_keeps_everything():
     chunks = [{"targets": np.arange(3, 10), "inputs": np.arange(3)}]
     (out,) = list(lm()(iter(chunks), context()))
@@ -161,7 +194,7 @@ def test_registry_builds_every_objective_and_rejects_unknowns():
     with pytest.raises(ConfigError, match="unknown objective"):
         get_objective("bert")
     with pytest.raises(ConfigError, match="unknown parameter"):
-        get_objective("prefix_lm", noise_density=0.5)
+        get_objective("prefix_lm", mean_noise_span_length=3.0)
 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))

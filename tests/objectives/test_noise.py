@@ -105,3 +105,14 @@ def test_prefix_mask_is_a_prefix_of_valid_length():
     assert sizes.min() == 1 and sizes.max() == 9
     assert (mask == (np.arange(10)[None, :] < sizes[:, None])).all()
     assert not random_prefix_noise_mask(2, 1, np.random.default_rng(0)).any()
+
+
+def test_prefix_mask_density_moves_the_window_and_keeps_it_valid():
+    rng = np.random.default_rng(0)
+    for length in (2, 3, 10, 101):
+        for density in (0.01, 0.2, 0.5, 0.9, 0.99):
+            sizes = random_prefix_noise_mask(2000, length, rng, density).sum(axis=1)
+            assert sizes.min() >= 1 and sizes.max() <= length - 1
+    sizes = random_prefix_noise_mask(20000, 101, rng, 0.2).sum(axis=1)
+    # uniform over [1, 39]-ish, centred on 20.2: most of the range stays unused
+    assert abs(sizes.mean() - 20.2) < 0.3 and sizes.max() <= 41

@@ -103,3 +103,32 @@ def test_rng_state_round_trips_through_json():
     set_rng_state(state)
     assert torch.equal(torch.rand(3), a)
     assert np.array_equal(np.random.rand(3), b) and random.random() == c
+
+
+def test_rng_state_on_cpu_only_has_no_cuda_part_and_ignores_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    state = rng_state()
+    assert "cuda" not in state
+    set_rng_state({**state, "cuda": [[1, 2, 3]]})  # saved on a GPU machine: skipped here
+
+
+def test_cuda_rng_states_are_saved_and_restored(monkeypatch):
+    """Every GPU's generator travels with the checkpoint (faked, to run without a GPU)."""
+    saved_states = [torch.arange(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved_states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.extend(states))
+    state = json.loads(json.dumps(rng_state()))
+    assert state["cuda"] == [s.tolist() for s in saved_states]
+    set_rng_state(state)
+    assert [torch.equal(a, b) for a, b in zip(restored, saved_states, strict=True)] == [True] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_dropout_stream_resumes():
+    state = rng_state()
+    a = torch.rand(4, device="cuda")
+    set_rng_state(json.loads(json.dumps(state)))
+    assert torch.equal(torch.rand(4, device="cuda"), a)

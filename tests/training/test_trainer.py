@@ -13,20 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-CONFIG = {
-    "seed": 3,
-    "steps": 12,
-    "vocabulary": "byte",
-    "threads": 1,
-    "log_every": 1,
-    "model": {
-        "preset": "tiny",
-        "overrides": {"d_model": 32, "d_ff": 64, "num_heads": 2, "d_kv": 16, "num_layers": 1},
-    },
-    "data": {"mixture": "default", "input_length": 64, "target_length": 16, "batch_size": 4},
-    "eval": {"tasks": ["topic"], "max_examples": 4, "max_decode_length": 4},
-    "checkpoint": {"every": 4, "keep_last": 2},
-}
+from tests.training.helpers import tiny
+
+CONFIG = tiny(steps=12, checkpoint={"every": 4})
 
 
 def _train_cmd(config_path: Path, run_dir: Path) -> list[str]:

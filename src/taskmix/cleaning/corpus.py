@@ -1,10 +1,13 @@
 """Turn a cleaned corpus (JSONL or Parquet part files) into a text Task for unsupervised objectives.
 
-Intended YAML one-liner (to be wired by the task loader)::
+From YAML, a ``pretraining:`` entry of a task file does this and applies an objective
+(``taskmix.data.declarative.build_pretraining_task``, via ``CorpusSource``)::
 
-    - corpus: {name: c4_mini, paths: [data/c4_clean/], vocabulary: default}
+    pretraining:
+      - {name: c4_mini, corpus: data/c4_clean/, objective: span_corruption, input_length: 512}
 
-which calls ``corpus_task("c4_mini", ["data/c4_clean/"], vocabulary=...)``.
+From Python, ``corpus_task("c4_mini", ["data/c4_clean/"], vocabulary)`` gives the task without
+an objective.
 """
 
 from __future__ import annotations

@@ -2,37 +2,72 @@
 
 Three datatrove pipelines, each runnable by any datatrove executor (local, Slurm, Ray):
 
-1. ``JsonlReader -> C4CleanStep -> JsonlWriter``: the page rules (our ``clean_raw``) on each
-   task's files; each task also writes its dedup hashes to ``work/hashes-<rank>.npz``.
+1. ``TaskmixReader -> C4CleanStep -> JsonlWriter``: our readers (``taskmix.cleaning.io``: JSONL,
+   text, WARC/WET, Parquet, gzip) on the task's part of the input (``plan_shards`` with one
+   shard per task), then the page rules (our ``clean_raw``); records the readers flag as bad
+   are counted in the report like in the local pipeline. Each task also writes its dedup hashes
+   to ``work/hashes-<rank>.npz``.
 2. ``C4GlobalDedupStep`` as one task: our ``global_pass`` over all hash files.
-3. ``JsonlReader -> C4DedupApplyStep -> JsonlWriter``: removes duplicate lines/spans/pages.
+3. ``JsonlReader -> C4DedupApplyStep -> JsonlWriter``: removes duplicate lines/spans/pages (it
+   reads stage 1's own output, so datatrove's JSONL reader is safe there).
 
-Document order (what "first occurrence" means for dedup) is (input file in sorted order, line in
-file), the same as the local pipeline given the same files, so both produce the same pages.
+Document order (what "first occurrence" means for dedup) is the local pipeline's (input file in
+sorted order, then position in the file), so both produce the same pages and report.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from datatrove.data import DocumentsPipeline
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from taskmix.cleaning.io import RawDoc, expand_inputs, input_kind, write_json_atomic
+from taskmix.cleaning.io import RawDoc, expand_inputs, validate_inputs, write_json_atomic
 from taskmix.cleaning.pipeline import (
-    _ORDER_BITS,
     HashCollector,
     apply_global,
     clean_raw,
     global_pass,
+    iter_ordered,
     load_drops,
+    plan_shards,
 )
 from taskmix.cleaning.presets import CleanConfig
 from taskmix.cleaning.rules import build_rules, validate_resources
 from taskmix.cleaning.stats import CleanStats
 from taskmix.data.errors import ConfigError
+
+
+class TaskmixReader(PipelineStep):
+    """Reads this task's part of the inputs with taskmix's readers, bad records included.
+
+    A bad record becomes a document with empty text and ``metadata["problem"]`` set, so that
+    ``C4CleanStep`` counts it (``input_<problem>``) exactly as ``clean_corpus`` does.
+    """
+
+    name = "taskmix reader"
+    type = "📖 - READER"
+
+    def __init__(self, files: Sequence[str], text_mode: str = "block"):
+        super().__init__()
+        self.files = [str(f) for f in files]
+        self.text_mode = text_mode
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):
+        if data:
+            yield from data
+        pieces = plan_shards(self.files, world_size, self.text_mode)[rank]
+        for order, raw in iter_ordered(pieces, self.text_mode):
+            meta: dict[str, Any] = {"order": order, "where": raw.where}
+            if raw.url is not None:
+                meta["url"] = raw.url
+            if raw.problem is not None or raw.text is None:
+                meta["problem"] = raw.problem or "bad_record"
+            self.stat_update("documents" if "problem" not in meta else "bad_records")
+            yield Document(text=raw.text or "", id=str(order), metadata=meta)
 
 
 class C4CleanStep(PipelineStep):
@@ -51,9 +86,12 @@ class C4CleanStep(PipelineStep):
         rules = build_rules(self.cfg, stats)
         collector = HashCollector(self.cfg)
         for doc in data:
-            order = int(doc.metadata["order"])
-            url = doc.metadata.get("url")
-            page = clean_raw(RawDoc(doc.text, url, doc.id), rules, self.cfg, stats)
+            meta = doc.metadata
+            order = int(meta["order"])
+            problem = meta.pop("problem", None)
+            where = meta.get("where", doc.id)
+            raw = RawDoc(None if problem else doc.text, meta.get("url"), where, problem)
+            page = clean_raw(raw, rules, self.cfg, stats)
             if page is None:
                 continue
             collector.add(order, page)
@@ -125,32 +163,20 @@ class C4DedupApplyStep(PipelineStep):
         write_json_atomic(work / f"stage2-{rank:05d}.json", stats.as_dict())
 
 
-def _order_adapter(file_index: dict[str, int]):
-    def adapter(self, data: dict, path: str, id_in_file: int | str) -> dict[str, Any]:
-        url = data.get("url")
-        order = (file_index[path] << _ORDER_BITS) | int(id_in_file)
-        return {
-            "text": data.get("text", ""),
-            "id": str(order),
-            "metadata": {"order": order, **({"url": url} if isinstance(url, str) else {})},
-        }
-
-    return adapter
-
-
 def _output_adapter(self, document) -> dict[str, Any]:
     return {"text": document.text, "url": document.metadata.get("url")}
 
 
 def run_datatrove(
-    input_folder: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     cfg: CleanConfig,
     *,
     tasks: int = 1,
     workers: int = 1,
+    text_mode: str = "block",
 ) -> CleanStats:
-    """Clean the ``*.jsonl`` files of ``input_folder`` with datatrove's LocalPipelineExecutor.
+    """Clean ``inputs`` (files or folders, as ``clean_corpus``) with LocalPipelineExecutor.
 
     On a cluster swap ``LocalPipelineExecutor`` for ``SlurmPipelineExecutor`` (or datatrove's Ray
     executor) with the same pipelines and ``depends=`` between the three stages.
@@ -159,19 +185,21 @@ def run_datatrove(
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files = [str(f) for f in expand_inputs(items)]
+    if text_mode not in ("block", "file"):
+        raise ConfigError(f"text_mode: expected 'block' or 'file', got {text_mode!r}")
+    if tasks < 1:
+        raise ConfigError(f"tasks: expected a positive count, got {tasks}")
+    validate_inputs(files)
     validate_resources(cfg)
-    folder = Path(input_folder)
-    files = expand_inputs([folder])
-    if any(input_kind(f) != "jsonl" or f.name.endswith(".gz") for f in files):
-        raise ConfigError(f"{folder}: the datatrove runner reads plain *.jsonl files only")
-    file_index = {str(f.relative_to(folder)): i for i, f in enumerate(files)}
     out = Path(out_dir)
     work = out / "_work"
     logs = str(work / "logs")
 
     stage1 = LocalPipelineExecutor(
         pipeline=[
-            JsonlReader(str(folder), glob_pattern="*.jsonl", adapter=_order_adapter(file_index)),
+            TaskmixReader(files, text_mode),
             C4CleanStep(cfg, str(work)),
             JsonlWriter(str(work / "stage1"), compression=None),
         ],

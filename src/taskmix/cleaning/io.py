@@ -1,10 +1,20 @@
 """Readers (JSONL, plain text, WARC/WET, Parquet) and atomic writers (JSONL, Parquet).
 
 Readers never raise on bad content: a record that cannot be used comes back with ``problem``
-set ("undecodable", "bad_record", "broken_record") so the pipeline counts and skips it.
+set ("undecodable", "bad_record", "broken_record", "broken_file") so the pipeline counts and
+skips it. A gzip stream that ends early or is corrupt ends its file with one "broken_file"
+record; what was read before it is kept.
+
+Every record carries ``pos``, its place in the file as an int that sorts in input order (byte
+offset of the line or block for JSONL/text, of the record for WARC; row index for Parquet), so a
+document's identity does not depend on how the input was split among shards.
 
 Plain text: by default each block of lines separated by one or more blank lines is a document
 (``text_mode="block"``); ``text_mode="file"`` makes each file one document.
+
+Uncompressed JSONL and block-mode text can be read by byte range (``start``, ``end``): a line
+(block) belongs to the range in which it starts, so ranges that tile a file read every record
+exactly once.
 """
 
 from __future__ import annotations
@@ -12,13 +22,18 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
 import os
-from collections.abc import Iterator
+import re
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from taskmix.data.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".text")
@@ -26,6 +41,12 @@ WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")
 PARQUET_SUFFIXES = (".parquet",)
 ALL_SUFFIXES = JSONL_SUFFIXES + TEXT_SUFFIXES + WARC_SUFFIXES + PARQUET_SUFFIXES
 OUTPUT_FORMATS = ("jsonl", "parquet")
+
+# What a truncated or corrupt gzip stream (or a file vanishing mid-run) raises while reading.
+_STREAM_ERRORS = (EOFError, OSError, zlib.error)
+# Lone surrogates: valid in JSON ("\ud800") and in a Python str, but not encodable as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
 
 
 @dataclass
@@ -36,6 +57,7 @@ class RawDoc:
     url: str | None
     where: str
     problem: str | None = None
+    pos: int = 0
 
 
 def input_kind(path: str | Path) -> str:
@@ -49,6 +71,14 @@ def input_kind(path: str | Path) -> str:
         if name.endswith(suffixes):
             return kind
     raise ConfigError(f"input {str(path)!r}: unknown file type; expected one of {ALL_SUFFIXES}")
+
+
+def splittable(path: str | Path, text_mode: str = "block") -> bool:
+    """Whether the file can be read by byte ranges: uncompressed JSONL, or text in block mode."""
+    kind = input_kind(path)
+    if str(path).lower().endswith(".gz"):
+        return False
+    return kind == "jsonl" or (kind == "text" and text_mode == "block")
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -73,58 +103,162 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     return files
 
 
+def validate_inputs(files: Sequence[str | Path]) -> None:
+    """Check what can be checked cheaply before any work: Parquet files open and have ``text``.
+
+    Reads only Parquet footers, so a run does not fail on a schema in a worker hours later.
+    """
+    for raw in files:
+        path = Path(raw)
+        if input_kind(path) != "parquet":
+            continue
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.ParquetFile(path).schema_arrow
+        except (OSError, pa.ArrowException) as err:
+            raise ConfigError(f"{path}: not a readable Parquet file ({err})") from None
+        if "text" not in schema.names:
+            raise ConfigError(
+                f"{path}: Parquet input needs a 'text' column (string); it has {schema.names}"
+            )
+        kind = schema.field("text").type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise ConfigError(f"{path}: Parquet column 'text' must be string, not {kind}")
+
+
 def _open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_jsonl(path: Path) -> Iterator[RawDoc]:
-    """``{"text": str, "url": str (optional)}`` per line; blank lines are not records."""
+def _usable(value: str) -> bool:
+    """False for strings with lone surrogates: they would fail when written or hashed."""
+    return _SURROGATE.search(value) is None
+
+
+def _iter_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every line that starts at or after ``start``, to the end.
+
+    With ``start > 0`` the line containing byte ``start - 1`` is skipped: it starts earlier.
+    """
     with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
+        pos = 0
+        if start > 0:
+            f.seek(start - 1)
+            pos = start - 1 + len(f.readline())
+        for raw in f:
+            yield pos, raw
+            pos += len(raw)
+
+
+def _where(path: Path, start: int, lineno: int, offset: int) -> str:
+    """``path:line`` when reading from the start of the file, else ``path@byte offset``."""
+    return f"{path}:{lineno}" if start == 0 else f"{path}@{offset}"
+
+
+def _broken_file(path: Path, where: str, pos: int, err: BaseException) -> RawDoc:
+    log.warning(
+        "%s: input ends early or is corrupt (%s); the rest of the file is skipped", where, err
+    )
+    return RawDoc(None, None, where, "broken_file", pos)
+
+
+def read_jsonl(path: Path, start: int = 0, end: int | None = None) -> Iterator[RawDoc]:
+    """``{"text": str, "url": str (optional)}`` per line; blank lines are not records."""
+    lineno, offset = 0, start
+    try:
+        for lineno, (offset, raw) in enumerate(_iter_lines(path, start), 1):
+            if end is not None and offset >= end:
+                return
             if not raw.strip():
                 continue
+            where = _where(path, start, lineno, offset)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                yield RawDoc(None, None, where, "undecodable")
+                yield RawDoc(None, None, where, "undecodable", offset)
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                yield RawDoc(None, None, where, "bad_record")
+            except (ValueError, RecursionError):  # bad JSON, huge ints, very deep nesting
+                yield RawDoc(None, None, where, "bad_record", offset)
                 continue
             text = record.get("text") if isinstance(record, dict) else None
             url = record.get("url") if isinstance(record, dict) else None
+            url = url if isinstance(url, str) else None
             if not isinstance(text, str):
-                yield RawDoc(None, None, where, "bad_record")
-                continue
-            yield RawDoc(text, url if isinstance(url, str) else None, where)
+                yield RawDoc(None, None, where, "bad_record", offset)
+            elif not (_usable(text) and (url is None or _usable(url))):
+                yield RawDoc(None, None, where, "undecodable", offset)
+            else:
+                yield RawDoc(text, url, where, pos=offset)
+    except _STREAM_ERRORS as err:
+        yield _broken_file(path, _where(path, start, lineno + 1, offset), offset + 1, err)
 
 
-def read_text(path: Path, mode: str = "block") -> Iterator[RawDoc]:
-    def decode(chunk: list[bytes], where: str) -> RawDoc:
+def _previous_line_blank(path: Path, offset: int, chunk: int = 4096) -> bool:
+    """Whether the line ending just before ``offset`` (a line start) is blank or absent."""
+    with open(path, "rb") as f:
+        end = offset - 1  # the newline that ends the previous line
+        while end > 0:
+            begin = max(0, end - chunk)
+            f.seek(begin)
+            for byte in reversed(f.read(end - begin)):
+                if byte == 0x0A:
+                    return True
+                if byte not in _WHITESPACE:
+                    return False
+            end = begin
+    return True
+
+
+def read_text(
+    path: Path, mode: str = "block", start: int = 0, end: int | None = None
+) -> Iterator[RawDoc]:
+    """Blocks of non-blank lines (``mode="block"``) or the whole file (``mode="file"``)."""
+
+    def decode(chunk: list[bytes], where: str, pos: int) -> RawDoc:
         try:
-            return RawDoc(b"".join(chunk).decode("utf-8"), None, where)
+            return RawDoc(b"".join(chunk).decode("utf-8"), None, where, pos=pos)
         except UnicodeDecodeError:
-            return RawDoc(None, None, where, "undecodable")
+            return RawDoc(None, None, where, "undecodable", pos)
 
-    with _open_binary(path) as f:
-        if mode == "file":
-            yield decode([f.read()], str(path))
+    if mode == "file":
+        try:
+            with _open_binary(path) as f:
+                data = f.read()
+        except _STREAM_ERRORS as err:
+            yield _broken_file(path, str(path), 1, err)
             return
-        block: list[bytes] = []
-        start = 1
-        for lineno, raw in enumerate(f, 1):
-            if raw.strip():
+        yield decode([data], str(path), 0)
+        return
+    block: list[bytes] = []
+    block_where, block_pos = "", 0
+    skipping = False  # inside a block that started before ``start`` (another range's)
+    lineno, offset = 0, start
+    try:
+        for lineno, (offset, raw) in enumerate(_iter_lines(path, start), 1):
+            if lineno == 1 and start > 0 and raw.strip():
+                skipping = not _previous_line_blank(path, offset)
+            if not raw.strip():
+                skipping = False
+                if block:
+                    yield decode(block, block_where, block_pos)
+                    block = []
+            elif not skipping:
                 if not block:
-                    start = lineno
+                    if end is not None and offset >= end:
+                        return
+                    block_where, block_pos = _where(path, start, lineno, offset), offset
                 block.append(raw)
-            elif block:
-                yield decode(block, f"{path}:{start}")
-                block = []
+    except _STREAM_ERRORS as err:
         if block:
-            yield decode(block, f"{path}:{start}")
+            yield decode(block, block_where, block_pos)
+        yield _broken_file(path, _where(path, start, lineno + 1, offset), offset + 1, err)
+        return
+    if block:
+        yield decode(block, block_where, block_pos)
 
 
 _WARC_TEXT_TYPES = ("conversion", "resource", "response")
@@ -133,36 +267,53 @@ _WARC_TEXT_TYPES = ("conversion", "resource", "response")
 def read_warc(path: Path) -> Iterator[RawDoc]:
     """Text records of a WARC/WET file (C4 read WET ``conversion`` records).
 
-    A record warcio cannot parse is reported as ``broken_record``; reading resumes at the next
-    record start found after it (``WARC/1.`` in plain files, a gzip member header in ``.gz``).
-    Records that are not text (``request``, ``metadata``, HTML ``response``...) are not documents.
+    One ``broken_record`` per record that warcio cannot parse or that fails a check warcio only
+    warns about or leaves to the caller: no Content-Length, fewer payload bytes than it says
+    (truncated), not followed by the blank lines that end a record (wrong length), or a
+    ``WARC-Block-Digest`` that does not match. Reading resumes at the next record start after
+    that record's own start (``WARC/1.`` in plain files, a gzip member header in ``.gz``), so
+    the good records after it are still read. Records that are not text (``request``,
+    ``metadata``, HTML ``response``...) are not documents.
     """
     from warcio.archiveiterator import ArchiveIterator
 
     gz = path.name.lower().endswith(".gz")
     marker = b"\x1f\x8b\x08" if gz else b"WARC/1."
     with open(path, "rb") as f:
-        start = 0
-        while True:
-            f.seek(start)
-            last = start
+        pos = 0
+        while pos >= 0:
+            f.seek(pos)
+            current = pos  # start of the record being read (offsets are absolute in the file)
+            iterator = ArchiveIterator(f, check_digests=True)
             try:
-                iterator = ArchiveIterator(f, check_digests=False)
                 for record in iterator:
+                    warnings = iterator.err_count
                     doc = _warc_doc(record)  # before get_record_offset, which skips the payload
-                    last = start + iterator.get_record_offset()
+                    current = iterator.get_record_offset()
+                    if _warc_broken(record) or iterator.err_count > warnings:
+                        yield RawDoc(None, None, f"{path}@{current}", "broken_record", current)
+                        break
                     if doc is not None:
-                        doc.where = f"{path}@{last}"
+                        doc.where, doc.pos = f"{path}@{current}", current
                         yield doc
-                return
+                    current = iterator.offset  # where the next record starts
+                else:
+                    return
             except Exception:  # warcio/zlib raise many types on corrupt input
-                yield RawDoc(None, None, f"{path}@{last}", "broken_record")
-            start = _find(f, marker, last + 1)
-            if start < 0:
-                return
+                yield RawDoc(None, None, f"{path}@{current}", "broken_record", current)
+            pos = _find(f, marker, current + 1)
 
 
-def _warc_doc(record: Any, where: str = "") -> RawDoc | None:
+def _warc_broken(record: Any) -> bool:
+    """After the record was read to its end: whether its length or block digest is wrong."""
+    if record.length is None or getattr(record.raw_stream, "limit", 0) > 0:
+        return True  # no Content-Length, or the stream ended before it
+    checker = getattr(record, "digest_checker", None)
+    problems = checker.problems if checker is not None else []
+    return any(p.startswith("block digest failed") for p in problems)
+
+
+def _warc_doc(record: Any) -> RawDoc | None:
     if record.rec_type not in _WARC_TEXT_TYPES:
         return None
     content_type = (record.rec_headers.get_header("Content-Type") or "").lower()
@@ -173,9 +324,9 @@ def _warc_doc(record: Any, where: str = "") -> RawDoc | None:
     url = record.rec_headers.get_header("WARC-Target-URI")
     payload = record.content_stream().read()
     try:
-        return RawDoc(payload.decode("utf-8"), url, where)
+        return RawDoc(payload.decode("utf-8"), url, "")
     except UnicodeDecodeError:
-        return RawDoc(None, url, where, "undecodable")
+        return RawDoc(None, url, "", "undecodable")
 
 
 def _find(f: IO[bytes], marker: bytes, offset: int, chunk: int = 1 << 20) -> int:
@@ -195,32 +346,46 @@ def _find(f: IO[bytes], marker: bytes, offset: int, chunk: int = 1 << 20) -> int
 
 
 def read_parquet(path: Path) -> Iterator[RawDoc]:
+    """Rows of a Parquet file with a string ``text`` column (checked by ``validate_inputs``)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    if "text" not in pf.schema_arrow.names:
-        raise ConfigError(
-            f"{path}: Parquet input needs a 'text' column, has {pf.schema_arrow.names}"
-        )
-    columns = ["text"] + (["url"] if "url" in pf.schema_arrow.names else [])
     row = 0
-    for batch in pf.iter_batches(columns=columns):
-        data = batch.to_pydict()
-        urls = data.get("url", [None] * batch.num_rows)
-        for text, url in zip(data["text"], urls, strict=True):
-            row += 1
-            if isinstance(text, str):
-                yield RawDoc(text, url, f"{path}#row{row}")
-            else:
-                yield RawDoc(None, None, f"{path}#row{row}", "bad_record")
+    try:
+        pf = pq.ParquetFile(path)
+        if "text" not in pf.schema_arrow.names:
+            raise ConfigError(
+                f"{path}: Parquet input needs a 'text' column, has {pf.schema_arrow.names}"
+            )
+        columns = ["text"] + (["url"] if "url" in pf.schema_arrow.names else [])
+        for batch in pf.iter_batches(columns=columns):
+            data = batch.to_pydict()
+            urls = data.get("url", [None] * batch.num_rows)
+            for text, url in zip(data["text"], urls, strict=True):
+                where = f"{path}#row{row + 1}"
+                url = url if isinstance(url, str) else None
+                if isinstance(text, str):
+                    yield RawDoc(text, url, where, pos=row)
+                else:
+                    yield RawDoc(None, None, where, "bad_record", row)
+                row += 1
+    except (OSError, pa.ArrowException) as err:
+        yield _broken_file(path, f"{path}#row{row + 1}", row, err)
 
 
-def read_documents(path: Path, text_mode: str = "block") -> Iterator[RawDoc]:
+def read_documents(
+    path: Path, text_mode: str = "block", start: int = 0, end: int | None = None
+) -> Iterator[RawDoc]:
+    """The records of one file; ``start``/``end`` (a byte range) only for ``splittable`` files."""
+    if (start or end is not None) and not splittable(path, text_mode):
+        raise ValueError(
+            f"{path}: a byte range needs an uncompressed JSONL or block-mode text file"
+        )
     kind = input_kind(path)
     if kind == "jsonl":
-        return read_jsonl(path)
+        return read_jsonl(path, start, end)
     if kind == "text":
-        return read_text(path, text_mode)
+        return read_text(path, text_mode, start, end)
     if kind == "warc":
         return read_warc(path)
     return read_parquet(path)

@@ -13,11 +13,19 @@ Stage 1 (per shard, parallel): page rules + language id; hashes for dedup. Globa
 process): which lines/spans/pages are duplicates. Stage 2 (per shard, parallel): remove them,
 write the final part. Each shard's outputs are renamed into place before its marker (the shard's
 stats as JSON) is written, so a crashed run resumed with ``resume=True`` redoes only unfinished
-shards. Shard ``s`` of ``N`` holds the records whose global index ``i`` has ``i % N == s``.
+shards.
+
+Shards read disjoint parts of the input (``plan_shards``): the inputs, as one stream of bytes
+in input order, are cut into ``N`` equal spans; shard ``s`` reads the files whose middle falls in
+span ``s``, and uncompressed JSONL/text files are cut at the span ends into byte ranges, so that
+one large file is read in parallel too. Total I/O is one pass over the corpus for any ``N``.
+A document's ``order`` (file index, then its byte offset, WARC record offset or Parquet row)
+does not depend on the plan, so neither do the dedup decisions or the pages kept.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import multiprocessing
 import os
@@ -35,6 +43,8 @@ from taskmix.cleaning.io import (
     RawDoc,
     expand_inputs,
     read_documents,
+    splittable,
+    validate_inputs,
     write_json_atomic,
 )
 from taskmix.cleaning.presets import CleanConfig
@@ -42,8 +52,8 @@ from taskmix.cleaning.rules import Page, apply_rules, build_rules, validate_reso
 from taskmix.cleaning.stats import CleanStats
 from taskmix.data.errors import ConfigError
 
-FORMAT_VERSION = 1
-_ORDER_BITS = 40  # order = file_index << 40 | record_index: input order as one sortable int
+FORMAT_VERSION = 2  # 2: shards read byte ranges / whole files (1: every shard read everything)
+_ORDER_BITS = 40  # order = file_index << 40 | position in file: input order as one sortable int
 
 
 def clean_text(
@@ -76,18 +86,59 @@ def clean_raw(raw: RawDoc, rules, cfg: CleanConfig, stats: CleanStats) -> Page |
     return page
 
 
-def iter_ordered(
-    files: Sequence[str | Path], text_mode: str = "block"
-) -> Iterator[tuple[int, RawDoc]]:
-    """(order, record) over all inputs; ``order`` sorts as the input order."""
-    for file_index, path in enumerate(files):
-        for record_index, raw in enumerate(read_documents(Path(path), text_mode)):
-            yield (file_index << _ORDER_BITS) | record_index, raw
+@dataclass(frozen=True)
+class Piece:
+    """What one shard reads of one input: the whole file, or the lines starting in [start, end)."""
+
+    file_index: int
+    path: str
+    start: int = 0
+    end: int | None = None
+
+
+def plan_shards(
+    files: Sequence[str | Path], num_shards: int, text_mode: str = "block"
+) -> list[tuple[Piece, ...]]:
+    """Per shard, the pieces it reads: disjoint, together the whole input, sizes balanced.
+
+    Lay the files end to end and cut that byte stream into ``num_shards`` equal spans. A file
+    that can be read by byte range (``io.splittable``) is cut at the span ends; any other file
+    (compressed, WARC, Parquet, text in file mode) goes whole to the span holding its middle.
+    """
+    sizes = [os.path.getsize(f) for f in files]
+    for path, size in zip(files, sizes, strict=True):
+        if size >= 1 << _ORDER_BITS:
+            raise ConfigError(f"input {str(path)!r}: files of 1 TiB or more are not supported")
+    total = sum(sizes)
+    bounds = [total * s // num_shards for s in range(num_shards + 1)]
+    plan: list[list[Piece]] = [[] for _ in range(num_shards)]
+    begin = 0
+    for index, (path, size) in enumerate(zip(files, sizes, strict=True)):
+        if splittable(path, text_mode):
+            for s in range(num_shards):
+                a, b = max(bounds[s], begin), min(bounds[s + 1], begin + size)
+                if a < b:
+                    end = None if b == begin + size else b - begin
+                    plan[s].append(Piece(index, str(path), a - begin, end))
+        else:
+            middle = begin + size // 2
+            s = min(max(bisect.bisect_right(bounds, middle) - 1, 0), num_shards - 1)
+            plan[s].append(Piece(index, str(path)))
+        begin += size
+    return [tuple(pieces) for pieces in plan]
+
+
+def iter_ordered(pieces: Sequence[Piece], text_mode: str = "block") -> Iterator[tuple[int, RawDoc]]:
+    """(order, record) over the pieces; ``order`` sorts as the input order."""
+    for piece in pieces:
+        path = Path(piece.path)
+        for raw in read_documents(path, text_mode, piece.start, piece.end):
+            yield (piece.file_index << _ORDER_BITS) | raw.pos, raw
 
 
 @dataclass(frozen=True)
 class ShardJob:
-    files: tuple[str, ...]
+    pieces: tuple[Piece, ...]
     shard: int
     num_shards: int
     cfg: CleanConfig
@@ -160,9 +211,7 @@ def run_stage1(job: ShardJob) -> dict[str, Any]:
     rules = build_rules(cfg, stats)
     collector = HashCollector(cfg)
     with AtomicWriter(job.stage1(".jsonl")) as out:
-        for i, (order, raw) in enumerate(iter_ordered(job.files, job.text_mode)):
-            if i % job.num_shards != job.shard:
-                continue
+        for order, raw in iter_ordered(job.pieces, job.text_mode):
             page = clean_raw(raw, rules, cfg, stats)
             if page is None:
                 continue
@@ -320,6 +369,7 @@ def clean_corpus(
         raise ConfigError(f"output format: expected one of {OUTPUT_FORMATS}, got {fmt!r}")
     if text_mode not in ("block", "file"):
         raise ConfigError(f"text_mode: expected 'block' or 'file', got {text_mode!r}")
+    validate_inputs(files)
     validate_resources(cfg)
     workers = max(1, workers)
     shards = shards if shards is not None else workers
@@ -330,6 +380,7 @@ def clean_corpus(
     manifest = {
         "version": FORMAT_VERSION,
         "inputs": [str(Path(f).resolve()) for f in files],
+        "input_sizes": [os.path.getsize(f) for f in files],  # the shard plan depends on them
         "shards": shards,
         "format": fmt,
         "text_mode": text_mode,
@@ -351,7 +402,8 @@ def clean_corpus(
     work.mkdir(parents=True, exist_ok=True)
     write_json_atomic(work / "config.json", manifest)
 
-    jobs = [ShardJob(tuple(files), s, shards, cfg, str(out), fmt, text_mode) for s in range(shards)]
+    plan = plan_shards(files, shards, text_mode)
+    jobs = [ShardJob(plan[s], s, shards, cfg, str(out), fmt, text_mode) for s in range(shards)]
     todo = [j for j in jobs if _read_marker(j.stage1(".done.json")) is None]
     _map(run_stage1, todo, workers)
     first = [CleanStats.from_dict(_read_marker(j.stage1(".done.json"))) for j in jobs]

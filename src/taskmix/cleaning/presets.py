@@ -1,14 +1,20 @@
 """Cleaning configs: one typed dataclass, two named presets (``paper`` and ``tfds``).
 
 The presets differ exactly where SPEC §3 says the T5 paper and the TFDS code that produced C4
-differ; every other rule is shared. Any field can be overridden by keyword.
+differ; every other rule is shared. Any field can be overridden by keyword, or from the
+command line as ``key=value`` text (``parse_overrides``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, Union
 
 from taskmix.data.errors import ConfigError
 
@@ -23,7 +29,8 @@ class CleanConfig:
     # Line rules (a line is a newline-separated piece of a page).
     max_word_length: int | None = None  # drop lines with a longer whitespace-separated word
     strip_citations: bool = False  # remove "[1]", "[edit]", "[citation needed]" from lines
-    require_terminal_punct: bool = True  # keep lines ending in . ? ! " (and not in "...")
+    require_terminal_punct: bool = True  # keep lines ending in an end mark (and not in "...")
+    end_marks: str = '.?!"'  # each character is an end mark (datatrove's C4 filter adds "'")
     min_words_per_line: int = 3
     drop_javascript_lines: bool = True
     drop_policy_lines: bool = False  # cookie / privacy-policy / terms-of-use lines
@@ -59,6 +66,8 @@ class CleanConfig:
         for key in ("min_words_per_line", "min_sentences", "span_sentences", "minhash_ngram"):
             if getattr(self, key) < 0 or (key == "span_sentences" and self.span_sentences < 1):
                 raise ConfigError(f"{key}: expected a non-negative count, got {getattr(self, key)}")
+        if not self.end_marks:
+            raise ConfigError("end_marks: expected at least one character, got ''")
         if not 0.0 <= self.min_language_prob <= 1.0:
             raise ConfigError(f"min_language_prob: expected 0..1, got {self.min_language_prob}")
         if not 0.0 < self.minhash_threshold <= 1.0:
@@ -96,3 +105,73 @@ def get_preset(name: str, **overrides: Any) -> CleanConfig:
     if unknown:
         raise ConfigError(f"unknown cleaning option(s) {unknown}; known: {sorted(fields)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+_NONE = ("none", "null", "~")
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLS |= {"false": False, "no": False, "off": False, "0": False}
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(CleanConfig)
+
+
+def _split_optional(hint: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _describe(hint: Any) -> str:
+    base, optional = _split_optional(hint)
+    if typing.get_origin(base) is Literal:
+        text = "one of " + ", ".join(repr(a) for a in typing.get_args(base))
+    else:
+        text = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[base]
+    return text + (" or none" if optional else "")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """The value of ``key=text`` typed as the CleanConfig field ``key`` (no eval, no YAML).
+
+    Booleans: true/false/yes/no/on/off/1/0; ``none``/``null`` for fields that allow None;
+    strings are taken as they are.
+    """
+    types_ = _field_types()
+    if key not in types_:
+        raise ConfigError(f"unknown cleaning option {key!r}; known: {sorted(types_)}")
+    base, optional = _split_optional(types_[key])
+    word = text.strip()
+    if optional and word.lower() in _NONE:
+        return None
+    try:
+        if typing.get_origin(base) is Literal:
+            if word in typing.get_args(base):
+                return word
+        elif base is bool:
+            return _BOOLS[word.lower()]
+        elif base is int:
+            return int(word)
+        elif base is float:
+            value = float(word)
+            if math.isfinite(value):
+                return value
+        elif base is str:
+            return text
+    except (KeyError, ValueError):
+        pass
+    raise ConfigError(f"cleaning option {key}={text!r}: expected {_describe(types_[key])}")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (``taskmix clean --set``) as typed CleanConfig overrides."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. min_sentences=3")
+        out[key.strip()] = parse_value(key.strip(), text)
+    return out

@@ -8,6 +8,7 @@ TFDS's single loop over lines. The runner (``apply_rules``) counts what each rul
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,8 +82,8 @@ def strip_citations(page: Page) -> Page:
     return page
 
 
-def terminal_punct(page: Page) -> Page:
-    return _keep_lines(page, lambda ln: ln.endswith(END_MARKS) and not ln.endswith(ELLIPSIS))
+def terminal_punct(page: Page, marks: tuple[str, ...] = END_MARKS) -> Page:
+    return _keep_lines(page, lambda ln: ln.endswith(marks) and not ln.endswith(ELLIPSIS))
 
 
 def min_words(n: int) -> RuleFn:
@@ -178,7 +179,8 @@ def build_rules(cfg: CleanConfig, stats: CleanStats | None = None) -> list[Rule]
     if cfg.strip_citations:
         rules.append(Rule("citations", strip_citations))
     if cfg.require_terminal_punct:
-        rules.append(Rule("terminal_punct", terminal_punct))
+        marks = tuple(cfg.end_marks)
+        rules.append(Rule("terminal_punct", functools.partial(terminal_punct, marks=marks)))
     if cfg.min_words_per_line:
         rules.append(Rule("min_words", min_words(cfg.min_words_per_line)))
     if cfg.drop_lorem_ipsum:

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "clean",
         help="clean a web corpus with the C4 rules",
-        description="Clean JSONL / text / WARC-WET inputs with the C4 rules (presets: paper, tfds); "
+        description="Clean JSONL / text / WARC-WET / Parquet inputs with the C4 rules "
+        "(presets: paper, tfds; any threshold with --set KEY=VALUE); "
         "writes part files, stats.json and _SUCCESS to OUT. See docs/cleaning.md.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
@@ -36,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["block", "file"],
         help="plain text inputs: a document per blank-line-separated block, or per file",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any CleanConfig field of the preset, e.g. --set min_sentences=3 "
+        "--set max_word_length=none (repeatable; applied after the other flags)",
+    )
     p.add_argument("--resume", action="store_true", help="continue a crashed run in OUT")
     p.set_defaults(func=run)
 
@@ -43,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from taskmix.cleaning.io import write_json_atomic
     from taskmix.cleaning.pipeline import clean_corpus
-    from taskmix.cleaning.presets import get_preset
+    from taskmix.cleaning.presets import get_preset, parse_overrides
 
     overrides: dict = {"minhash": args.minhash}
     if args.no_langdetect:
@@ -54,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["domain_allowlist_file"] = args.domains
     if args.urls:
         overrides["url_list_file"] = args.urls
+    overrides.update(parse_overrides(args.set))
     if args.workers < 1:
         raise ConfigError(f"--workers: expected a positive count, got {args.workers}")
     cfg = get_preset(args.preset, **overrides)

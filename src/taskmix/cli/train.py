@@ -29,19 +29,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--split", default="validation")
     evaluate.add_argument("--tasks", nargs="+", help="task names (default: the run's eval tasks)")
-    evaluate.add_argument("--checkpoint", default="last", help="last, best, or a step number")
+    evaluate.add_argument(
+        "--checkpoint",
+        default="last",
+        help="last; best (average score), best:TASK or best:TASK/METRIC; or a step number",
+    )
     evaluate.add_argument("--max-examples", type=int, default=None)
     evaluate.add_argument(
         "--rank-classification",
         action="store_true",
-        help="score every label instead of decoding (classification tasks)",
+        help="score every label instead of decoding (classification tasks; default: the "
+        "run's eval.rank_classification)",
     )
     evaluate.add_argument(
         "--ensemble",
         nargs="+",
         type=Path,
         default=[],
-        help="more run folders whose logits are averaged with this one",
+        help="more run folders averaged with this one (logits when decoding, option "
+        "log-likelihoods with --rank-classification)",
     )
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=run_eval)
@@ -62,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     run_dir = args.out or Path("runs") / args.config.stem
     state = train(config, run_dir, progress=not args.no_progress)
-    print(f"run folder: {run_dir} (step {state.step})")
+    print(f"run folder: {run_dir} (step {state.step}; report: {run_dir / 'report.json'})")
     if state.history:
         _print_results(state.history[-1]["results"])
     return 0
@@ -78,15 +84,24 @@ def _print_results(results: dict[str, dict[str, float]]) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from taskmix.data.errors import TaskmixError
     from taskmix.evaluation.evaluator import evaluate_tasks
+    from taskmix.training.plan import resolve_mixture, short, vocabulary_fingerprint
     from taskmix.training.runs import load_run
 
     model, vocabulary, config = load_run(args.run_dir, args.checkpoint)
-    models = [model] + [load_run(d, args.checkpoint)[0] for d in args.ensemble]
+    models = [model]
+    for other in args.ensemble:
+        member, member_vocabulary, _ = load_run(other, args.checkpoint)
+        mine, theirs = vocabulary_fingerprint(vocabulary), vocabulary_fingerprint(member_vocabulary)
+        if mine != theirs:
+            raise TaskmixError(
+                f"--ensemble: {other} uses another vocabulary ({short(theirs)}) than "
+                f"{args.run_dir} ({short(mine)}); an ensemble averages over one vocabulary"
+            )
+        models.append(member)
     tasks = args.tasks or config.eval.tasks
     if not tasks:
-        from taskmix.training.trainer import resolve_mixture
-
         tasks = [t.name for t in resolve_mixture(config).tasks if t.metric_names]
     results = evaluate_tasks(
         models if len(models) > 1 else model,
@@ -97,7 +112,7 @@ def run_eval(args: argparse.Namespace) -> int:
         batch_size=config.eval.batch_size,
         max_decode_length=config.eval.max_decode_length,
         input_length=config.data.input_length,
-        rank_classification=args.rank_classification,
+        rank_classification=args.rank_classification or config.eval.rank_classification,
     )
     if args.json:
         print(json.dumps(results, indent=2))

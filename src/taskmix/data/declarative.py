@@ -142,11 +142,20 @@ class TemplateFormatter:
         for key, template in (("inputs", self.inputs), ("targets", self.targets)):
             text = template.render(values)
             if not text.strip():
-                raise RecordError("empty", where=where, field=key)
+                raise RecordError("empty", where=where, field=_blank_field(template, values, key))
             out[key] = text
         if where is not None:
             out["_where"] = where
         return out
+
+
+def _blank_field(template: Template, values: Example, key: str) -> str:
+    """The record field that made ``key`` empty (the first blank one), so the error names
+    what to fix in the data; ``key`` itself only if the template uses no field."""
+    for name in template.fields:
+        if not _field_text(values, name).strip():
+            return name
+    return key
 
 
 def label_postprocessor(prediction: str, example: Example) -> str:

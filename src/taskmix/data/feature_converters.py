@@ -15,13 +15,15 @@ the examples of a row; without packing a row holds one example (segment id 1 on 
 padding) so the model reads one layout either way. See docs/feature_converters.md.
 
 Too-long examples are truncated (cut to the length, EOS is *not* re-added, as in seqio) or
-dropped, as ``overflow`` says, and counted in ``converter.report`` - never silently.
+dropped, as ``overflow`` says, and counted in ``converter.report`` - never silently. The
+counts are per example prepared (an example drawn again in a later epoch counts again) and are
+the converter's state: ``state_dict`` / ``load_state_dict`` carry them across a resume.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -125,6 +127,18 @@ class FeatureConverter(ABC):
 
         ``rows[r]`` lists the examples of row ``r``; rows past ``len(rows)`` stay all zero.
         """
+
+    # ----- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The converter's only state, its counts, so they survive a resume (JSON-ready)."""
+        return {"report": self.report.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the counts into ``self.report`` (the same object: references stay valid)."""
+        if not isinstance(state, Mapping) or "report" not in state:
+            raise ValueError(f"not a feature converter state (no 'report'): {state!r:.200}")
+        self.report.load_state_dict(state["report"])
 
     # ----- shared machinery -----------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from taskmix.data.errors import RecordError
 
 
@@ -58,8 +60,14 @@ def label_word(record: Mapping[str, Any], field: str, labels: Sequence[str]) -> 
 
 
 def bin_regression(score: float, step: float = 0.2) -> str:
-    """T5's STS-B target: round to the nearest ``step`` and print with one decimal."""
-    return f"{round(float(score) / step) * step:.1f}"
+    """T5's STS-B target: round to the nearest ``step`` and print with one decimal.
+
+    Computed exactly as T5 does (``tf.round(score * 5) / 5``): multiply by ``1 / step`` and
+    round half to even. ``round(score / step) * step`` differs at midpoints such as 0.3,
+    where ``0.3 * 5`` is exactly 1.5 (-> 2 -> 0.4) but ``0.3 / 0.2`` is 1.4999... (-> 0.2).
+    """
+    per_unit = 1.0 / step
+    return f"{float(np.round(float(score) * per_unit)) / per_unit:.1f}"
 
 
 def parse_regression(text: str, default: float = 0.0) -> float:

@@ -13,8 +13,12 @@ sub_total``). A task reached twice (directly and through a sub-mixture) gets the
 Streams (``Mixture.get_stream``): the task at step ``i`` is drawn from a generator seeded by
 ``(seed, split, shard, i // 1024)``, and each task is read epoch after epoch, epoch ``e`` being
 ``task.get_dataset(split, seed=stable_seed(seed, task), epoch=e, shard...)``. Both are pure
-functions of their seeds, so a stream's whole state is its step and, per task, (epoch, offset):
-``state_dict`` is small JSON and a restored stream yields exactly what the original would have.
+functions of their seeds, so a stream's whole state is its step and, per task, (epoch, offset)
+plus the task's report of skipped and dropped records: ``state_dict`` is small JSON and a
+restored stream yields (and counts) exactly what the original would have.
+
+Sharding is by record position: shard ``k`` of a task reads records ``i % num_shards == k``, so
+in every epoch the shards read disjoint records and together all of them (docs/mixtures.md).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from taskmix.data.registry import MixtureRegistry, TaskRegistry
 from taskmix.data.task import Example, Task, stable_seed, validate_name
 from taskmix.data.vocabulary import Vocabulary
 
-STATE_VERSION = 1
+# Version 2 added the per-task reports; a version-1 state still loads (without counts).
+STATE_VERSION = 2
 
 
 class EmptyTaskError(TaskmixError, ValueError):
@@ -123,16 +128,27 @@ class Mixture:
         cap: int | None = None,
         temperature: float | None = None,
     ) -> Mixture:
-        """The same components with other rate settings (CLI and config overrides)."""
+        """The same components with other rate settings (CLI and config overrides).
+
+        Settings not given are kept only where the new strategy uses them: switching to
+        ``equal`` or ``explicit`` drops the old cap, temperature and scale, and switching to
+        ``proportional`` resets the temperature to 1. Settings given explicitly are never
+        dropped, so ``strategy="equal", cap=10`` is still an error.
+        """
         if strategy is None:
             strategy = "temperature" if temperature not in (None, 1.0) else self.strategy
+        counted = strategy in ("proportional", "temperature")
+        if cap is None and counted:
+            cap = self.cap
+        if temperature is None:
+            temperature = self.temperature if strategy == "temperature" else 1.0
         return Mixture(
             self.name,
             [spec if w is None else (spec, w) for _, spec, w in self._components],
             strategy=strategy,
-            cap=self.cap if cap is None else cap,
-            temperature=self.temperature if temperature is None else temperature,
-            scale=self.scale,
+            cap=cap,
+            temperature=temperature,
+            scale=self.scale if counted else None,
         )
 
     @property
@@ -305,7 +321,11 @@ class _Position:
 
 
 class MixtureStream(Iterator[Example]):
-    """Endless examples of a mixture; each gets ``_task``. Restore with ``load_state_dict``."""
+    """Endless examples of a mixture; each gets ``_task``. Restore with ``load_state_dict``.
+
+    ``reports[task_name]`` counts that task's skipped and dropped records, each record once
+    (in the task's epoch 0), and is part of the state.
+    """
 
     BLOCK = 1024  # task choices are drawn this many at a time, from a seed that names the block
 
@@ -341,6 +361,7 @@ class MixtureStream(Iterator[Example]):
         self._block_index = -1
         self._block = np.zeros(0, dtype=np.int64)
         self.reports: dict[str, ErrorReport] = {task.name: ErrorReport() for task in self.tasks}
+        self._uncounted: set[str] = set()  # tasks whose replayed records are not in the report
 
     def __iter__(self) -> MixtureStream:
         return self
@@ -363,7 +384,14 @@ class MixtureStream(Iterator[Example]):
         return int(self._block[within])
 
     def _open(self, task: Task, epoch: int, skip: int) -> Iterator[Example]:
-        """Epoch ``epoch`` of a task's shard, with its first ``skip`` examples dropped (replayed)."""
+        """Epoch ``epoch`` of a task's shard, with its first ``skip`` examples dropped (replayed).
+
+        Only epoch 0 counts into ``reports``: later epochs re-read the same records, so a bad
+        record is counted once, not once per epoch. A replay re-reads records whose counts are
+        already in the report (restored from the state, or counted before a failure), so the
+        report is put back as it was before the replay.
+        """
+        report = self.reports[task.name] if epoch == 0 else ErrorReport()
         examples = task.get_dataset(
             self.split,
             seed=stable_seed(self.seed, task.name),
@@ -371,14 +399,22 @@ class MixtureStream(Iterator[Example]):
             shard_index=self.shard_index,
             num_shards=self.num_shards,
             sequence_length=self.sequence_length,
-            report=self.reports[task.name],
+            report=report,
         )
-        for done in range(skip):
-            if next(examples, None) is None:
-                raise ValueError(
-                    f"cannot restore task {task.name!r}: epoch {epoch} has {done} examples, the "
-                    f"state says {skip} were read (did the data change since the state was saved?)"
-                )
+        counted = report.state_dict()
+        keep_replay_counts = task.name in self._uncounted  # a version-1 state had no counts
+        self._uncounted.discard(task.name)
+        try:
+            for done in range(skip):
+                if next(examples, None) is None:
+                    raise ValueError(
+                        f"cannot restore task {task.name!r}: epoch {epoch} has {done} examples, "
+                        f"the state says {skip} were read (did the data change since the state "
+                        "was saved?)"
+                    )
+        finally:
+            if not keep_replay_counts:
+                report.load_state_dict(counted)
         return examples
 
     def _next_from(self, task: Task) -> Example:
@@ -420,7 +456,7 @@ class MixtureStream(Iterator[Example]):
         return f"{stable_seed(self.mixture_name, described):016x}"
 
     def state_dict(self) -> dict[str, Any]:
-        """Small JSON-serialisable state: the step and each task's (epoch, offset)."""
+        """Small JSON-serialisable state: the step, each task's (epoch, offset) and its counts."""
         return {
             "version": STATE_VERSION,
             "mixture": self.mixture_name,
@@ -431,13 +467,15 @@ class MixtureStream(Iterator[Example]):
             "num_shards": self.num_shards,
             "step": self.step,
             "tasks": {name: [p.epoch, p.offset] for name, p in self._positions.items()},
+            "reports": {name: report.state_dict() for name, report in self.reports.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; this stream must come from the same mixture and arguments."""
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, Mapping) else None
+        if version not in (1, STATE_VERSION):
             raise ValueError(
-                f"not a mixture stream state of version {STATE_VERSION}: {state!r:.200}"
+                f"not a mixture stream state of version 1 or {STATE_VERSION}: {state!r:.200}"
             )
         mine = self.state_dict()
         for key in ("mixture", "fingerprint", "split", "seed", "shard_index", "num_shards"):
@@ -465,6 +503,28 @@ class MixtureStream(Iterator[Example]):
                     f"stream state has an invalid position {value!r} for task {name!r}"
                 )
             new_positions[name] = _Position(epoch=value[0], offset=value[1])
+        new_reports = self._reports_from(state) if version == STATE_VERSION else {}
         self.step = step
         self._positions = new_positions
         self._iterators = {}
+        for name, report in self.reports.items():  # in place: references to reports stay valid
+            report.load_state_dict(new_reports.get(name, ErrorReport()).state_dict())
+        # A version-1 state saved no counts: let the first replay of each task count its records.
+        self._uncounted = set() if version == STATE_VERSION else set(self.reports)
+
+    def _reports_from(self, state: Mapping[str, Any]) -> dict[str, ErrorReport]:
+        """The saved per-task reports, checked before anything of this stream changes."""
+        saved = state.get("reports")
+        if not isinstance(saved, Mapping) or set(saved) != set(self.reports):
+            listed = sorted(saved) if isinstance(saved, Mapping) else saved
+            raise ValueError(
+                f"stream state has reports for {listed!r:.200}, expected {sorted(self.reports)}"
+            )
+        reports = {}
+        for name, value in saved.items():
+            reports[name] = ErrorReport()
+            try:
+                reports[name].load_state_dict(value)
+            except ValueError as err:
+                raise ValueError(f"stream state, task {name!r}: {err}") from None
+        return reports

@@ -89,8 +89,13 @@ Preprocessor = Callable[[Iterator[Example], PreprocessContext], Iterator[Example
 def map_examples(fn: Callable[[Example], Example | None]) -> Preprocessor:
     """Lift a one-example function into a preprocessor. Returning None drops the example.
 
-    A ``RecordError`` it raises is re-raised with the record's ``_where`` or skipped and counted.
+    A drop is deliberate (a filter), so it is not an error, but it is never silent: it is
+    counted in the pass's report as ``dropped["<fn name> returned None"]``, with the record's
+    ``_where`` among the report's first messages. A ``RecordError`` the function raises is
+    re-raised with the record's ``_where``, or skipped and counted (``on_error: skip``).
     """
+    name = getattr(fn, "__name__", "map_examples")
+    drop_reason = f"{name} returned None"
 
     def preprocessor(examples: Iterator[Example], ctx: PreprocessContext) -> Iterator[Example]:
         for ex in examples:
@@ -101,10 +106,12 @@ def map_examples(fn: Callable[[Example], Example | None]) -> Preprocessor:
                     err = RecordError(err.reason, where=ex["_where"], field=err.field)
                 ctx.handle(err)
                 continue
-            if out is not None:
-                yield out
+            if out is None:
+                ctx.report.drop(drop_reason, where=ex.get("_where"))
+                continue
+            yield out
 
-    preprocessor.__name__ = getattr(fn, "__name__", "map_examples")
+    preprocessor.__name__ = name
     preprocessor.__qualname__ = preprocessor.__name__
     return preprocessor
 
@@ -212,7 +219,13 @@ class Task:
         return self.source.splits
 
     def num_input_examples(self, split: str) -> int:
-        """Records in the source split: what mixing rates are computed from (as seqio does)."""
+        """Records in the source split: what mixing rates are computed from (as seqio does).
+
+        This counts every record, malformed ones included: with ``on_error: skip`` a task
+        yields fewer examples per epoch than its count, but is sampled by the count (knowing
+        the valid count would take a full preprocessing pass). The reports say how many were
+        skipped; ``scale`` in the mixture corrects a task whose share matters.
+        """
         return self.source.num_records(split)
 
     def make_context(self, split: str, **kwargs: Any) -> PreprocessContext:

@@ -16,7 +16,9 @@ from taskmix.evaluation.metrics import compute_metrics
 
 
 def pad_inputs(examples: Sequence[dict[str, Any]], input_length: int) -> torch.Tensor:
-    """Encoder inputs padded to the batch's longest (cut at ``input_length``)."""
+    """Inputs padded to the batch's longest (cut at ``input_length``): the encoder's tokens,
+    or a decoder-only model's prompt (the inputs with their EOS, as the LM feature converters
+    put them before the targets; the model generates the targets after them)."""
     rows = [np.asarray(ex["inputs"][:input_length]) for ex in examples]
     width = max(len(r) for r in rows)
     out = np.zeros((len(rows), width), dtype=np.int64)
@@ -41,7 +43,8 @@ def predict_texts(
     max_decode_length: int = 32,
     input_length: int = 512,
 ) -> list[str]:
-    """Greedy predictions as text; several models decode as a logit-averaging ensemble."""
+    """Greedy predictions as text; several models decode as a logit-averaging ensemble.
+    Encoder-decoder and decoder-only (LM, prefix LM) models take the same padded inputs."""
     from taskmix.models.generate import ensemble_greedy, greedy_decode
 
     ensemble = list(models) if isinstance(models, Sequence) else [models]
@@ -59,19 +62,22 @@ def predict_texts(
 
 
 def rank_classify(
-    model: torch.nn.Module,
+    models: torch.nn.Module | Sequence[torch.nn.Module],
     examples: Sequence[dict[str, Any]],
     vocabulary: Vocabulary,
     labels: Sequence[str],
     *,
     input_length: int = 512,
 ) -> list[str]:
-    """Score every label option and pick the most likely (SPEC §1's alternative to decoding)."""
+    """Score every label option and pick the most likely (SPEC §1's alternative to decoding).
+    An ensemble averages its models' option log-likelihoods, then picks."""
     from taskmix.models.generate import score_options
 
+    ensemble = list(models) if isinstance(models, Sequence) else [models]
     options = [vocabulary.encode(label) + [vocabulary.eos_id] for label in labels]
     inputs = [[int(t) for t in ex["inputs"][:input_length]] for ex in examples]
-    return [labels[i] for i in score_options(model, inputs, options).best]
+    scores = np.mean([score_options(m, inputs, options).scores for m in ensemble], axis=0)
+    return [labels[int(i)] for i in scores.argmax(axis=-1)]
 
 
 @torch.inference_mode()
@@ -96,8 +102,7 @@ def evaluate_task(
     vocab = task.output_features["targets"].vocabulary
     labels = task.metadata.get("labels")
     if rank_classification and labels:
-        model = models[0] if isinstance(models, Sequence) else models
-        texts = rank_classify(model, examples, vocab, labels, input_length=input_length)
+        texts = rank_classify(models, examples, vocab, labels, input_length=input_length)
     else:
         texts = predict_texts(
             models,

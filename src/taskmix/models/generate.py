@@ -24,6 +24,7 @@ from taskmix.data.errors import TaskmixError
 from taskmix.models import masks
 from taskmix.models.decoder_only import DecoderOnlyLM
 from taskmix.models.layers import mask_to_bias
+from taskmix.models.lm_decoding import CachedLMDecoder, UncachedLMDecoder
 from taskmix.models.t5 import T5Model
 
 # Compact the batch once at least this fraction of its rows are finished: gathering the caches
@@ -33,7 +34,7 @@ COMPACT_FRACTION = 0.125
 
 @torch.inference_mode()
 def greedy_decode(
-    model: T5Model,
+    model: T5Model | DecoderOnlyLM,
     encoder_input_tokens: torch.Tensor,
     *,
     max_length: int = 64,
@@ -43,7 +44,11 @@ def greedy_decode(
 ) -> torch.Tensor:
     """Generated ids (B, T <= max_length), without the start token; after a row's EOS the rest
     of the row is padding (0). Stops early once every row has produced EOS. ``compact`` drops
-    finished rows from the batch (same output, less work); off only for testing."""
+    finished rows from the batch (same output, less work); off only for testing.
+
+    For a ``DecoderOnlyLM`` (decoder-only or prefix LM) ``encoder_input_tokens`` are the inputs
+    the LM feature converters put before the targets (right-padded); the ids returned are the
+    targets that follow them."""
     return ensemble_greedy(
         [model],
         encoder_input_tokens,
@@ -56,7 +61,7 @@ def greedy_decode(
 
 @torch.inference_mode()
 def ensemble_greedy(
-    models: Sequence[T5Model],
+    models: Sequence[T5Model | DecoderOnlyLM],
     encoder_input_tokens: torch.Tensor,
     *,
     max_length: int = 64,
@@ -68,9 +73,9 @@ def ensemble_greedy(
     if not models:
         raise TaskmixError("ensemble_greedy: need at least one model")
     for m in models:
-        if not isinstance(m, T5Model):
+        if not isinstance(m, T5Model | DecoderOnlyLM):
             raise TaskmixError(
-                f"greedy decoding supports encoder-decoder T5 models, got {type(m).__name__}"
+                f"greedy decoding supports T5Model and DecoderOnlyLM, got {type(m).__name__}"
             )
     vocab = {m.config.vocab_size for m in models}
     if len(vocab) != 1:
@@ -92,7 +97,7 @@ def ensemble_greedy(
 
 
 def _greedy_loop(
-    models: Sequence[T5Model],
+    models: Sequence[T5Model | DecoderOnlyLM],
     tokens: torch.Tensor,
     max_length: int,
     use_cache: bool,
@@ -103,10 +108,7 @@ def _greedy_loop(
     eos = config.eos_token_id if eos_id is None else eos_id
     pad = config.pad_token_id
     batch, device = tokens.shape[0], tokens.device
-    if use_cache:
-        states = [_CachedDecoder(m, tokens, _encode(m, tokens), max_length) for m in models]
-    else:
-        states = [_UncachedDecoder(m, tokens, m.encode(tokens), max_length) for m in models]
+    states = [_decoder_state(m, tokens, max_length, use_cache) for m in models]
 
     out = torch.full((batch, max_length), pad, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # the output row of each batch position
@@ -132,6 +134,16 @@ def _greedy_loop(
             for state in states:
                 state.keep(keep)
     return out[:, :steps]
+
+
+def _decoder_state(model, tokens: torch.Tensor, max_length: int, use_cache: bool):
+    """The per-model decoding state: ``step(current, t) -> logits`` and ``keep(index)``."""
+    if isinstance(model, DecoderOnlyLM):
+        kind = CachedLMDecoder if use_cache else UncachedLMDecoder
+        return kind(model, tokens, max_length)
+    if use_cache:
+        return _CachedDecoder(model, tokens, _encode(model, tokens), max_length)
+    return _UncachedDecoder(model, tokens, model.encode(tokens), max_length)
 
 
 class _UncachedDecoder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,20 @@ from taskmix.objectives.transforms import Ragged
 _STALE_KEYS = ("inputs_pretokenized", "targets_pretokenized")
 
 
-def check_range(name: str, value: float, low: float, high: float, *, closed_low=True) -> None:
-    """Raise ``ConfigError`` naming the parameter unless ``low <(=) value <= high``."""
-    ok = (low <= value if closed_low else low < value) and value <= high
+def check_range(
+    name: str, value: float, low: float, high: float, *, closed_low=True, closed_high=True
+) -> None:
+    """Raise ``ConfigError`` naming the parameter unless ``low <(=) value <(=) high``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or value != value:  # NaN
+        raise ConfigError(f"objective parameter {name!r}: expected a number, got {value!r}")
+    ok = (low <= value if closed_low else low < value) and (
+        value <= high if closed_high else value < high
+    )
     if not ok:
-        bracket = "[" if closed_low else "("
+        left, right = "[" if closed_low else "(", "]" if closed_high else ")"
         raise ConfigError(
-            f"objective parameter {name!r}: expected a value in {bracket}{low}, {high}], got {value!r}"
+            f"objective parameter {name!r}: expected a value in {left}{low}, {high}{right}, "
+            f"got {value!r}"
         )
 
 
@@ -132,7 +140,7 @@ class Objective(ABC):
             )
             return None
         if tokens.size == 0:
-            ctx.report.dropped[f"empty targets before {self.name}"] += 1
+            ctx.report.drop(f"empty targets before {self.name}", where=where)
             return None
         return tokens.astype(np.int32, copy=False)
 

@@ -166,18 +166,30 @@ class Deshuffling(Objective):
 
 
 class PrefixLM(Objective):
-    """Split at a uniform random point in ``[1, L - 1]``: inputs = prefix, targets = the rest.
+    """Split at a random point in ``[1, L - 1]``: inputs = prefix, targets = the rest.
 
     ``Thank you for inviting`` -> ``me to your party last week``.
+
+    ``noise_density`` is the mean fraction of the chunk in the prefix (the inputs): T5's
+    ``random_prefix_noise_mask`` calls the prefix the noise. The default 0.5 is T5's split,
+    uniform over ``[1, L - 1]``; see ``random_prefix_noise_mask`` for other densities.
     """
 
     name = "prefix_lm"
+
+    def __init__(self, noise_density: float = 0.5, *, batch_size: int = 128):
+        super().__init__(batch_size=batch_size)
+        check_range("noise_density", noise_density, 0.0, 1.0, closed_low=False, closed_high=False)
+        self.noise_density = float(noise_density)
+
+    def params(self) -> dict[str, Any]:
+        return {"noise_density": self.noise_density, **super().params()}
 
     def apply(
         self, tokens: np.ndarray, vocabulary: Vocabulary, rng: np.random.Generator
     ) -> tuple[Ragged, Ragged]:
         batch, length = tokens.shape
-        prefix = random_prefix_noise_mask(batch, length, rng)
+        prefix = random_prefix_noise_mask(batch, length, rng, self.noise_density)
         return drop_nonnoise_tokens(tokens, prefix), drop_noise_tokens(tokens, prefix)
 
 
@@ -229,8 +241,8 @@ def deshuffling(noise_density: float = 1.0, *, batch_size: int = 128) -> Deshuff
     return Deshuffling(noise_density, batch_size=batch_size)
 
 
-def prefix_lm(*, batch_size: int = 128) -> PrefixLM:
-    return PrefixLM(batch_size=batch_size)
+def prefix_lm(noise_density: float = 0.5, *, batch_size: int = 128) -> PrefixLM:
+    return PrefixLM(noise_density, batch_size=batch_size)
 
 
 def lm(*, batch_size: int = 128) -> LanguageModel:

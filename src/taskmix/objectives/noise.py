@@ -90,11 +90,29 @@ def iid_noise_mask(
     return rng.random((batch, length)) < noise_density
 
 
-def random_prefix_noise_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Noise = a prefix whose length is uniform in ``[1, length - 1]`` (0 when ``length`` is 1)."""
+def random_prefix_noise_mask(
+    batch: int, length: int, rng: np.random.Generator, noise_density: float = 0.5
+) -> np.ndarray:
+    """Noise = a prefix of random length in ``[1, length - 1]`` (0 when ``length`` is 1).
+
+    As in T5 the *noise is the prefix* (prefix LM makes it the inputs), and on average it is a
+    fraction ``noise_density`` of the sequence. At 0.5 the length is uniform over
+    ``[1, length - 1]``, exactly T5's mask (T5 accepts no other density). Otherwise it is
+    uniform over the widest window centred on ``noise_density * length`` that fits in
+    ``[1, length - 1]``: a continuous uniform on ``[c - w, c + w]`` rounded to the nearest
+    integer, where ``c`` is that centre and ``w = min(c - 0.5, length - 0.5 - c)``, so that
+    every split point in the window is equally likely and the mean stays at ``c``.
+    """
     high = length - 1
-    low = min(high, 1)
-    prefix = rng.integers(low, high + 1, size=batch) if high > 0 else np.zeros(batch, np.int64)
+    if high < 1:
+        return np.zeros((batch, length), dtype=bool)
+    if noise_density == 0.5:  # T5's distribution, drawn as before so seeded passes replay
+        prefix = rng.integers(1, high + 1, size=batch)
+    else:
+        centre = min(max(noise_density * length, 1.0), float(high))
+        half_width = min(centre - 0.5, length - 0.5 - centre)
+        draws = centre + half_width * rng.uniform(-1.0, 1.0, size=batch)
+        prefix = np.clip(np.floor(draws + 0.5).astype(np.int64), 1, high)
     return np.arange(length)[None, :] < prefix[:, None]
 
 

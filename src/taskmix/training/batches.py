@@ -2,7 +2,8 @@
 
 Each batch is packed on its own: examples go first-fit into the batch's rows; an example that
 fits no row waits for the next batch. So the whole state is the example stream's state plus the
-few waiting examples, which are saved with every checkpoint.
+few waiting examples, which are saved with every checkpoint, together with the converter's
+truncation/drop counts (so a resumed run reports the same counts as an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from taskmix.data.errors import ErrorReport
 from taskmix.data.feature_converters import FeatureConverter
 
 Batch = dict[str, np.ndarray]
+REPORT_KINDS = ("truncated", "dropped", "skipped")
+
+
+def non_pad_tokens(batch: Batch) -> int:
+    """Real (non-padding) input + target tokens of a batch, as bench/train_throughput.py counts
+    them: encoder inputs plus decoder targets (a decoder-only row holds both in its targets)."""
+    return sum(
+        int(np.count_nonzero(batch[key]))
+        for key in ("encoder_input_tokens", "decoder_target_tokens")
+        if key in batch
+    )
 
 
 class BatchStream(Iterator[Batch]):
@@ -85,6 +98,7 @@ class BatchStream(Iterator[Batch]):
                 [[s.tolist() for s in streams], prefix] for streams, prefix in self.pending
             ],
             "num_examples": self.num_examples,
+            "converter": self.converter.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -94,3 +108,10 @@ class BatchStream(Iterator[Batch]):
             for streams, prefix in state["pending"]
         ]
         self.num_examples = state["num_examples"]
+        if "converter" in state:  # absent from checkpoints written before counts were saved
+            self.converter.load_state_dict(state["converter"])
+
+    def reports(self) -> dict[str, ErrorReport]:
+        """What was truncated, dropped or skipped so far: ``packing`` (the feature converter)
+        and, when the example stream keeps them (a MixtureStream), one report per task."""
+        return {"packing": self.converter.report, **getattr(self.examples, "reports", {})}

@@ -2,7 +2,8 @@
 
 A checkpoint is a folder ``step-00001234/`` with the model (safetensors), the optimizer state
 (``torch.save``, read back with ``weights_only=True``), ``state.json`` (step, data-stream state,
-RNG states, metrics) and, written last, ``manifest.json`` with the size and SHA-256 of every file.
+RNG states, metrics, the model's config and the run's identity: architecture and vocabulary
+fingerprint) and, written last, ``manifest.json`` with the size and SHA-256 of every file.
 It is built in a temporary folder and renamed into place, so a folder with that name is complete;
 the manifest catches later damage.
 """
@@ -57,13 +58,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch global RNG states, JSON-serialisable."""
+    """Python, NumPy, torch (CPU) and, where CUDA is available, every GPU's RNG state, as JSON
+    (GPU dropout draws from the CUDA generators, so resuming exactly needs them too)."""
     py = random.getstate()
-    return {
+    state = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": _jsonable(np.random.get_state(legacy=False)),
         "torch": torch.get_rng_state().tolist(),
     }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -74,6 +79,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
     np.random.set_state(numpy_state)
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state.get("cuda") and torch.cuda.is_available():
+        # A machine with fewer GPUs restores those it has (such a resume is not exact anyway).
+        count = min(len(state["cuda"]), torch.cuda.device_count())
+        torch.cuda.set_rng_state_all(
+            [torch.tensor(s, dtype=torch.uint8) for s in state["cuda"][:count]]
+        )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -178,19 +189,50 @@ def latest_valid_checkpoint(directory: Path) -> tuple[Path | None, list[str]]:
     return None, problems
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json`` (not verified against the manifest: see load_checkpoint)."""
+    try:
+        return json.loads((Path(path) / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable {STATE_FILE} ({err})") from None
+
+
+def check_identity(path: Path, saved: dict[str, str] | None, current: dict[str, str]) -> None:
+    """Refuse a checkpoint of another architecture or vocabulary (same size is not enough)."""
+    from taskmix.training.plan import short
+
+    for key, value in current.items():
+        was = (saved or {}).get(key)
+        if was is not None and was != value:
+            if key == "vocabulary":
+                raise CheckpointError(
+                    f"{path}: written with another vocabulary ({short(was)}) than this run's "
+                    f"({short(value)}); did the tokenizer file change? Use the one it was trained with"
+                )
+            raise CheckpointError(f"{path}: saved with {key} {was!r}, this run has {value!r}")
+
+
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    identity: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Verify, then load weights (strict: another architecture is an error) and optimizer state."""
+    """Verify, check ``identity`` (architecture, vocabulary fingerprint) if given, then load
+    weights (strict: another shape is an error) and optimizer state; returns the state."""
     path = Path(path)
     verify_checkpoint(path)
+    state = read_state(path)
+    if identity is not None:
+        check_identity(path, state.get("identity"), identity)
     load_weights(model, load_file(path / MODEL_FILE), path)
     if optimizer is not None:
         opt_file = path / OPTIMIZER_FILE
         if not opt_file.is_file():
             raise CheckpointError(f"{path}: no optimizer state to resume from")
         optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=True))
-    return json.loads((path / STATE_FILE).read_text())
+    return state
 
 
 def prune_checkpoints(directory: Path, *, keep_last: int, protected: set[str]) -> None:

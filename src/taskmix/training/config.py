@@ -2,7 +2,8 @@
 
 Pre-training, multi-task training and fine-tuning are the same command with different configs;
 ``examples/`` holds one of each. Unknown keys, wrong types and missing files are errors that
-name the key and what was expected.
+name the key and what was expected; names (presets, tasks, metrics...) are checked by
+``taskmix.training.plan`` before the run folder is made.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from taskmix.data.errors import ConfigError
 
@@ -59,12 +60,21 @@ class EvalConfig(Strict):
     max_examples: int = Field(200, gt=0)
     batch_size: int = Field(64, gt=0)
     max_decode_length: int = Field(32, gt=0)
+    rank_classification: bool = False  # score each label of classification tasks, no decoding
 
 
 class CheckpointConfig(Strict):
     every: int = Field(500, gt=0)
     keep_last: int = Field(2, gt=0)
-    keep_best: list[str] = Field(default_factory=list)  # metrics like "average" or "task/metric"
+    # Scores whose best checkpoint is kept: "average", a task (mean of its metrics),
+    # "task/metric", or "per_task" (every eval task). A checkpoint is written at every
+    # evaluation that improves one of them.
+    keep_best: list[str] = Field(default_factory=lambda: ["average"])
+
+    @field_validator("keep_best", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class TrainConfig(Strict):

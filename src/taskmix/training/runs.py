@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,13 +13,16 @@ from taskmix.training.checkpoint import (
     latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    read_state,
 )
 from taskmix.training.config import TrainConfig, parse_config
-from taskmix.training.trainer import build_model_for, load_vocabulary
+from taskmix.training.plan import load_vocabulary, run_identity
 
 
 def find_checkpoint(run_dir: Path, which: str = "last", metric: str = "average") -> Path:
-    """``last`` (newest valid), ``best`` (best by ``metric``), or a step number / folder name."""
+    """``last`` (newest valid); ``best`` (best by ``metric``, default the average score),
+    ``best:TASK`` (a task's mean over its metrics) or ``best:TASK/METRIC``; or a step number
+    or folder name."""
     checkpoints = Path(run_dir) / "checkpoints"
     if which == "last":
         path, problems = latest_valid_checkpoint(checkpoints)
@@ -29,17 +31,22 @@ def find_checkpoint(run_dir: Path, which: str = "last", metric: str = "average")
                 f"{run_dir}: no valid checkpoint" + (f" ({problems[0]})" if problems else "")
             )
         return path
-    if which == "best":
+    if which == "best" or which.startswith("best:"):
+        metric = which.partition(":")[2] or metric
         path, _ = latest_valid_checkpoint(checkpoints)
         if path is None:
             raise CheckpointError(f"{run_dir}: no valid checkpoint")
-        best = json.loads((path / "state.json").read_text()).get("best", {})
+        best = read_state(path).get("best", {})
         if metric not in best:
-            raise CheckpointError(f"{run_dir}: no best checkpoint recorded for {metric!r}")
+            known = ", ".join(sorted(best)) or "none: the run has not been evaluated yet"
+            raise CheckpointError(
+                f"{run_dir}: no best checkpoint recorded for {metric!r} (recorded: {known})"
+            )
         target = checkpoints / f"step-{best[metric]['step']:08d}"
         if not target.is_dir():
             raise CheckpointError(
-                f"{target}: best checkpoint for {metric!r} was pruned; list {metric!r} in checkpoint.keep_best"
+                f"{target}: best checkpoint for {metric!r} was pruned; list {metric!r} (or "
+                "per_task) in checkpoint.keep_best"
             )
         return target
     name = which if which.startswith("step-") else f"step-{int(which):08d}"
@@ -63,14 +70,24 @@ def load_run(
     metric: str = "average",
     device: str | None = None,
 ) -> tuple[torch.nn.Module, Vocabulary, TrainConfig]:
+    """A checkpoint's model (eval mode), the run's vocabulary and config. A vocabulary that
+    changed since the checkpoint was written (same path, other tokenizer) is an error."""
+    from taskmix.models import T5Config, build_model
+    from taskmix.training.trainer import build_model_for
+
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     vocabulary = load_vocabulary(config.vocabulary)
-    config_for_build = config.model_copy(
-        update={"model": config.model.model_copy(update={"init_from": None})}
-    )
-    model = build_model_for(config_for_build, vocabulary)
-    load_checkpoint(find_checkpoint(run_dir, checkpoint, metric), model)
+    path = find_checkpoint(run_dir, checkpoint, metric)
+    saved = read_state(path).get("model_config")
+    if saved is not None:  # the exact shape, also of a run whose shape came from init_from
+        model = build_model(T5Config.from_dict(saved))
+    else:
+        config_for_build = config.model_copy(
+            update={"model": config.model.model_copy(update={"init_from": None})}
+        )
+        model = build_model_for(config_for_build, vocabulary)
+    load_checkpoint(path, model, identity=run_identity(config, vocabulary))
     model.eval()
     if device:
         model.to(device)

@@ -91,10 +91,8 @@ def render_markdown(seed: int = 0) -> str:
         entry = manifest["tasks"][spec.name]
         sizes = " / ".join(str(entry["sizes"][s]) for s in ("train", "validation", "test"))
         chance = ", ".join(f"{k} {v:g}" for k, v in entry["chance"].items())
-        name = spec.name if spec.in_mixture else f"{spec.name} (not in `default`)"
-        rows.append(
-            f"| `{name}` | {spec.family} | {sizes} | {', '.join(spec.metrics)} | {chance} |"
-        )
+        name = f"`{spec.name}`" if spec.in_mixture else f"`{spec.name}` (not in `default`)"
+        rows.append(f"| {name} | {spec.family} | {sizes} | {', '.join(spec.metrics)} | {chance} |")
         ex = entry["example"]
         examples.append(
             f"**`{spec.name}`** — {_md(spec.description)}\n\n"
