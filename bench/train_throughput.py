@@ -15,9 +15,10 @@ round by round; tokens/s is non-padding (input + target) tokens per second of tr
 warm-up steps excluded; medians over rounds are printed.
 
 Part 2 (MFU, ``--mfu-preset``, T5-small by default): taskmix's step on packed batches against a
-measured fp32 ``torch.mm`` peak with the same threads, measured between steps (each step against
-the better of the measurements just before and after it: the shared machine drifts). Model FLOPs of a step, counted on
-non-padding tokens only (padding and attention across packed neighbours are not useful work):
+measured fp32 matmul peak with the same threads (the better of ``torch.mm`` and oneDNN),
+measured between steps (each step against the better of the measurements just before and after
+it: the shared machine drifts). Model FLOPs of a step, counted on non-padding tokens only
+(padding and attention across packed neighbours are not useful work):
 
     6 x (P_enc x T_in + P_dec x T_tgt) + 12 x (H x d_kv) x sum over layers of attended pairs
 
@@ -44,6 +45,7 @@ import torch
 
 from taskmix.data.feature_converters import EncDecFeatureConverter, to_torch
 from taskmix.models import T5Config, build_model, preset
+from taskmix.models.onednn import onednn_enabled
 from taskmix.models.t5 import T5Model
 from taskmix.training.batches import BatchStream
 from taskmix.training.optim import make_optimizer
@@ -224,15 +226,32 @@ def model_flops(config: T5Config, examples: Sequence[Example]) -> float:
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 ``torch.mm`` FLOP/s of a ``size``-cube product with the current threads."""
+    """Best fp32 FLOP/s of a ``size``-cube product with the current threads, over the fp32 GEMMs
+    this torch build offers: ``torch.mm`` (MKL) and, where available, oneDNN (which taskmix uses
+    on CPU; on AVX-512 AMD CPUs it is about twice MKL's speed, so ``torch.mm`` alone would
+    understate the peak)."""
+    return max(matmul_peaks(size, repeats).values())
+
+
+def matmul_peaks(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of each fp32 GEMM: ``{"torch.mm": ..., "onednn": ...}``."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best
+    products = {"torch.mm": lambda: torch.mm(a, b)}
+    if onednn_enabled(a):
+        weight = b.t().contiguous()  # linear(a, W) = a @ W.T
+        products["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(
+            a, weight, None, "none", [], ""
+        )
+    peaks = {}
+    for name, product in products.items():
+        product()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - start)
+        peaks[name] = 2.0 * size**3 / best
+    return peaks
 
 
 # --- the two parts ------------------------------------------------------------------------
@@ -321,7 +340,11 @@ def compare(args) -> None:
     peak = max(peak_before, matmul_peak())  # shared machine: the better of before / after
     med_ours, med_hf = statistics.median(rates_ours), statistics.median(rates_hf)
     per_token = flops / tokens
-    print(f"  matmul peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    each = ", ".join(f"{name} {value / 1e9:.0f}" for name, value in matmul_peaks().items())
+    print(
+        f"  fp32 matmul peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads; "
+        f"now: {each})"
+    )
     print(
         f"  median: taskmix {med_ours:.0f} tok/s (MFU {med_ours * per_token / peak:.1%})   "
         f"HF {med_hf:.0f} tok/s (MFU {med_hf * per_token / peak:.1%})   "

@@ -271,3 +271,20 @@ def test_prepared_weights_follow_in_place_updates():
     after = greedy_decode(model, inputs, max_length=6)
     assert torch.equal(after, greedy_decode(model, inputs, max_length=6, use_cache=False))
     assert not torch.equal(after, before)
+
+
+@pytest.mark.parametrize("flavour", ["v1.0", "v1.1"])
+def test_decoding_is_the_same_with_and_without_onednn(flavour):
+    from taskmix.models import onednn
+
+    model, inputs, expected = _stopping_model(flavour)
+    try:
+        onednn.set_onednn(False)
+        plain = greedy_decode(model, inputs, max_length=12)
+        assert generate._prepared_weights(model).lm_head.packed is None
+        onednn.set_onednn(True)
+        fast = greedy_decode(model, inputs, max_length=12)
+    finally:
+        onednn.set_onednn(None)
+    assert torch.equal(plain, expected)
+    assert torch.equal(fast, expected)

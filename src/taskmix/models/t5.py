@@ -14,6 +14,7 @@ from torch import nn
 
 from taskmix.models import masks
 from taskmix.models.config import T5Config
+from taskmix.models.cpu_linear import Linear, linear
 from taskmix.models.layers import (
     Attention,
     DenseActDense,
@@ -97,7 +98,7 @@ class LMHead(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head is None:
-            return F.linear(hidden * self.config.d_model**-0.5, self.shared.weight)
+            return linear(hidden * self.config.d_model**-0.5, self.shared.weight)
         return self.lm_head(hidden)
 
     def _make_head(self, config: T5Config) -> None:
@@ -106,7 +107,7 @@ class LMHead(nn.Module):
         self.lm_head = (
             None
             if config.tie_word_embeddings
-            else nn.Linear(config.d_model, config.vocab_size, bias=False)
+            else Linear(config.d_model, config.vocab_size, bias=False)
         )
 
 

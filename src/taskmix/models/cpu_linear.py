@@ -1,0 +1,137 @@
+"""fp32 CPU projections (forward and backward) through oneDNN instead of MKL.
+
+On AMD EPYC CPUs the MKL sgemm behind ``torch.mm`` / ``F.linear`` does not use AVX-512 (MKL
+picks a slower path on non-Intel CPUs), while oneDNN, bundled in torch's CPU build, does. At one
+thread, (4096x512) @ (512x2048): F.linear ~70-90 GFLOP/s, ``torch.ops.mkldnn._linear_pointwise``
+~130-190 GFLOP/s (about 2x); both backward products gain 1.2-2x too. Results differ from MKL by
+float32 rounding only (a different summation order).
+
+``linear`` takes that path for float32 CPU inputs large enough to gain (see ``_MIN_MACS``) and
+falls back to ``F.linear`` everywhere else: other devices or dtypes, CPU autocast, bias,
+``torch.compile`` tracing, a torch without the op, a failed self-check, or when switched off.
+The switch is the package's one oneDNN switch, ``taskmix.models.onednn`` (``TASKMIX_ONEDNN=0``
+or ``set_onednn(False)``, for ablations), so decoding and training turn off together."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from taskmix.models.onednn import onednn_enabled, set_onednn
+
+__all__ = ["Linear", "linear", "onednn_enabled", "set_onednn"]
+
+# Below ~4M multiply-adds (e.g. one decoding row through a 512x512 projection) oneDNN's per-call
+# overhead outweighs its faster kernel (measured: 0.66x at 1x512x512, 1.4x at 16x512x512).
+_MIN_MACS = 1 << 22
+_SELF_CHECK_RTOL = 1e-3
+_checked: bool | None = None  # result of _self_check; None until first use
+
+
+def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, K) @ b (N, K)^T with oneDNN; it accepts strided (e.g. transposed) 2-D operands."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+
+
+def _self_check() -> bool:
+    """Once: compare the three products used here, including the backward's transposed views
+    (which ``onednn``'s own check does not cover), with F.linear / torch.mm on a small random
+    input; on an error or a relative difference over 1e-3, disable with a warning so that a
+    broken build never gives wrong results. Uses its own generator (the global RNG stays put)."""
+    global _checked
+    if _checked is None:
+        try:
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(37, 48, generator=gen)
+            w = torch.randn(24, 48, generator=gen)
+            g = torch.randn(37, 24, generator=gen)
+            pairs = [
+                (_mm_nt(x, w), F.linear(x, w)),
+                (_mm_nt(g, w.t()), torch.mm(g, w)),
+                (_mm_nt(g.t(), x.t()), torch.mm(g.t(), x)),
+            ]
+            worst = max(((a - b).abs().max() / b.abs().max()).item() for a, b in pairs)
+            if not worst <= _SELF_CHECK_RTOL:  # also catches NaN
+                raise RuntimeError(f"relative difference {worst:.2e} vs F.linear")
+            _checked = True
+        except Exception as e:  # any failure means: do not use the op
+            warnings.warn(
+                f"taskmix: oneDNN linear disabled, self-check failed ({e}); using F.linear",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _checked = False
+    return _checked
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x @ W^T on 2-D x, with both backward products through oneDNN as well.
+
+    grad_x = g @ W passes the transposed view W.t() (no copy: as fast or faster than a
+    contiguous copy). grad_W = g^T @ x passes the views g.t(), x.t() (1.1-1.9x torch.mm, and
+    no faster with contiguous copies)."""
+
+    @staticmethod
+    def forward(ctx, x2d: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        need_x, need_w = ctx.needs_input_grad
+        # save only what the wanted gradients use (weight for grad_x, input for grad_w)
+        ctx.save_for_backward(x2d if need_w else None, weight if need_x else None)
+        return _mm_nt(x2d, weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x2d, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad
+        grad = grad.contiguous()  # e.g. the expanded (stride-0) gradient of a .sum()
+        grad_x = _mm_nt(grad, weight.t()) if need_x else None
+        grad_w = _mm_nt(grad.t(), x2d.t()) if need_w else None
+        return grad_x, grad_w
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through oneDNN for large enough float32 CPU inputs."""
+    if (
+        bias is not None
+        or torch.compiler.is_compiling()
+        or not onednn_enabled(x)  # float32 CPU x, switched on, op present and checked
+        or weight.dtype != torch.float32
+        or weight.device.type != "cpu"
+        or x.layout != torch.strided
+        or weight.layout != torch.strided
+        or x.dim() < 2
+        or weight.dim() != 2
+        or not weight.is_contiguous()
+        or torch.is_autocast_enabled("cpu")
+        or not torch.backends.mkldnn.enabled
+    ):
+        return F.linear(x, weight, bias)
+    out_features, in_features = weight.shape
+    if x.shape[-1] != in_features:
+        return F.linear(x, weight)  # let F.linear raise its usual error
+    x2d = x.reshape(-1, in_features)
+    if (
+        x2d.shape[0] * in_features * out_features < _MIN_MACS
+        or x2d.stride(-1) != 1
+        or x2d.stride(0) < in_features  # rows overlap (e.g. an expanded input)
+    ):
+        return F.linear(x, weight)
+    if not _self_check():
+        return F.linear(x, weight)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        out = _OneDNNLinear.apply(x2d, weight)
+    else:
+        out = _mm_nt(x2d, weight)
+    return out.view(*x.shape[:-1], out_features)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward uses ``linear`` (same parameters and state_dict keys, and
+    ``isinstance(m, nn.Linear)`` still holds)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
