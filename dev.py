@@ -6,7 +6,7 @@
     python3 dev.py taskmix ARGS...  # any other taskmix command inside the environment
 
 Set-up installs the CPU build of PyTorch pinned by TORCH_SPEC (override with the environment
-variable TASKMIX_TORCH, e.g. TASKMIX_TORCH="torch>=2.3" on a CUDA machine), then this package with
+variable TASKMIX_TORCH, e.g. TASKMIX_TORCH="torch>=2.5" on a CUDA machine), then this package with
 its extras. It re-runs only when pyproject.toml changes.
 """
 

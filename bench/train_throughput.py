@@ -47,6 +47,7 @@ from taskmix.data.feature_converters import EncDecFeatureConverter, to_torch
 from taskmix.models import T5Config, build_model, preset
 from taskmix.models.onednn import onednn_enabled
 from taskmix.models.t5 import T5Model
+from taskmix.training.allocator import keep_freed_memory
 from taskmix.training.batches import BatchStream
 from taskmix.training.optim import make_optimizer
 
@@ -440,6 +441,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-compare", action="store_true")
     args = parser.parse_args()
+    print(f"malloc tuned as taskmix's trainer does: {keep_freed_memory()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -34,6 +34,7 @@ from taskmix.data.feature_converters import (
 )
 from taskmix.data.task import stable_seed
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.training.allocator import keep_freed_memory
 from taskmix.training.batches import REPORT_KINDS, BatchStream, non_pad_tokens
 from taskmix.training.checkpoint import (
     CheckpointError,
@@ -259,6 +260,8 @@ def train(
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)  # the same initial weights on every rank
     amp_dtype = autocast_dtype(config.precision, job.device)
+    if job.device.type == "cpu":
+        keep_freed_memory()  # activations reuse their memory across steps (see allocator.py)
 
     vocabulary = plan.vocabulary
     model = build_model_for(config, vocabulary).to(job.device)
