@@ -72,9 +72,9 @@ class _OneDNNLinear(torch.autograd.Function):
     """y = x @ W^T on 2-D x, with both backward products through oneDNN as well.
 
     grad_x = g @ W passes the transposed view W.t() (no copy: as fast or faster than a
-    contiguous copy). grad_W = g^T @ x passes contiguous copies of g.t() and x.t(): for the
-    (tokens x d_ff) activations of a T5-small step at 2 threads, oneDNN's own reorder of the
-    transposed view was slower than torch's transpose copy."""
+    contiguous copy). grad_W = g^T @ x passes the views g.t(), x.t(): oneDNN reorders them
+    itself, and for T5-small's (tokens x d_ff) activations at 2 threads that beat both
+    ``torch.mm(g.t(), x)`` (1.7x) and torch's own transposed copies."""
 
     @staticmethod
     def forward(ctx, x2d: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
