@@ -11,7 +11,7 @@ from taskmix.models import cpu_linear, onednn
 from taskmix.models.cpu_linear import Linear, linear
 
 needs_onednn = pytest.mark.skipif(
-    not (onednn.onednn_enabled(torch.empty(0)) and cpu_linear._self_check()),
+    not onednn.onednn_enabled(torch.empty(0)),
     reason="oneDNN switched off, or torch without a working mkldnn _linear_pointwise",
 )
 
@@ -142,22 +142,23 @@ def test_fallbacks_use_f_linear(count_onednn_calls):
         linear(torch.randn(100, 65), w)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
 def test_failed_self_check_disables_with_a_warning(monkeypatch):
     def broken(a, b):
         return F.linear(a, b) + 1.0
 
-    monkeypatch.setattr(cpu_linear, "_mm_nt", broken)
-    monkeypatch.setattr(cpu_linear, "_checked", None)
-    with pytest.warns(RuntimeWarning, match="oneDNN linear disabled"):
-        assert not cpu_linear._self_check()
+    monkeypatch.setattr(onednn, "mm_nt", broken)
+    monkeypatch.setattr(onednn, "_STATE", {})  # forget the cached check (restored afterwards)
+    monkeypatch.setenv("TASKMIX_ONEDNN", "1")
     x, w = torch.randn(100, 64), torch.randn(128, 64)
+    with pytest.warns(RuntimeWarning, match="self-check failed"):
+        assert not onednn.onednn_enabled(x)
     torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=0, atol=0)
 
 
-def test_self_check_leaves_the_global_rng_alone(monkeypatch):
-    monkeypatch.setattr(cpu_linear, "_checked", None)
+def test_self_check_leaves_the_global_rng_alone():
     state = torch.get_rng_state()
-    cpu_linear._self_check()
+    onednn._self_check()
     assert torch.equal(torch.get_rng_state(), state)
 
 

@@ -13,10 +13,13 @@ an objective.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
-from taskmix.cleaning.io import read_documents
+from taskmix.cleaning.io import read_documents, splittable
+from taskmix.cleaning.pipeline import Piece, iter_ordered, plan_shards
 from taskmix.data.errors import ConfigError, RecordError
+from taskmix.data.sources import _check_shard, cached_count
 from taskmix.data.task import (
     Example,
     Feature,
@@ -52,7 +55,20 @@ def corpus_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 class CorpusSource(Source):
-    """Records ``{"text"}`` of cleaned part files, as one split."""
+    """Records ``{"text"}`` of cleaned part files, as one split.
+
+    Shards read disjoint parts of the files, so a rank pays only for its own share:
+
+    * at least as many files as shards: whole files, dealt round-robin by sorted path;
+    * fewer files, all uncompressed JSONL: byte ranges (``pipeline.plan_shards``; a record
+      belongs to the range where its line starts, and is tagged ``path@byte`` when the range
+      does not start the file);
+    * otherwise (fewer files, some compressed or Parquet): every shard reads every file and
+      keeps records ``i % num_shards == shard_index``, as the other taskmix sources.
+
+    Shards are disjoint and together hold every record; a shard's records and their order
+    depend only on the files and (shard_index, num_shards).
+    """
 
     def __init__(self, files: Sequence[Path], split: str = "train"):
         self.files = list(files)
@@ -63,29 +79,45 @@ class CorpusSource(Source):
     def splits(self) -> Sequence[str]:
         return [self.split]
 
+    def _pieces(self, shard_index: int, num_shards: int) -> list[Piece] | None:
+        """What one shard reads, in input order; None when it must read everything."""
+        if num_shards == 1:
+            return [Piece(i, str(p)) for i, p in enumerate(self.files)]
+        if len(self.files) >= num_shards:
+            by_path = sorted(range(len(self.files)), key=lambda i: str(self.files[i]))
+            return [Piece(i, str(self.files[i])) for i in sorted(by_path[shard_index::num_shards])]
+        if all(splittable(p) for p in self.files):
+            return list(plan_shards(self.files, num_shards)[shard_index])
+        return None
+
     def iter_records(
         self, split: str, ctx: PreprocessContext, *, shard_index: int = 0, num_shards: int = 1
     ) -> Iterator[Example]:
+        _check_shard(shard_index, num_shards)
         self.check_split(split)
-        i = 0
-        for path in self.files:
-            for doc in read_documents(path):
-                if i % num_shards == shard_index:
-                    if doc.text is None:
-                        ctx.handle(
-                            RecordError(
-                                f"unreadable record ({doc.problem})", where=doc.where, field="text"
-                            )
-                        )
-                    else:
-                        yield {"text": doc.text, "_where": doc.where}
-                i += 1
+        pieces = self._pieces(shard_index, num_shards)
+        if pieces is None:
+            docs = islice(iter_ordered(self._pieces(0, 1)), shard_index, None, num_shards)
+        else:
+            docs = iter_ordered(pieces)
+        for _, doc in docs:
+            if doc.text is None:
+                ctx.handle(
+                    RecordError(f"unreadable record ({doc.problem})", where=doc.where, field="text")
+                )
+            else:
+                yield {"text": doc.text, "_where": doc.where}
 
     def num_records(self, split: str) -> int:
         self.check_split(split)
         if self._count is None:
-            self._count = sum(1 for path in self.files for _ in read_documents(path))
+            self._count = sum(cached_count(p, "corpus", _count_documents) for p in self.files)
         return self._count
+
+
+def _count_documents(path: Path) -> int:
+    """Records of one part file, unreadable ones included (as ``iter_records`` reads them)."""
+    return sum(1 for _ in read_documents(path))
 
 
 def _to_targets(ex: Example) -> Example:

@@ -14,13 +14,12 @@ or ``set_onednn(False)``, for ablations), so decoding and training turn off toge
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from taskmix.models.onednn import mm_nt as _mm_nt
 from taskmix.models.onednn import onednn_enabled, set_onednn
 
 __all__ = ["Linear", "linear", "onednn_enabled", "set_onednn"]
@@ -28,44 +27,6 @@ __all__ = ["Linear", "linear", "onednn_enabled", "set_onednn"]
 # Below ~4M multiply-adds (e.g. one decoding row through a 512x512 projection) oneDNN's per-call
 # overhead outweighs its faster kernel (measured: 0.66x at 1x512x512, 1.4x at 16x512x512).
 _MIN_MACS = 1 << 22
-_SELF_CHECK_RTOL = 1e-3
-_checked: bool | None = None  # result of _self_check; None until first use
-
-
-def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b (N, K)^T with oneDNN; it accepts strided (e.g. transposed) 2-D operands."""
-    return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
-
-
-def _self_check() -> bool:
-    """Once: compare the three products used here, including the backward's transposed views
-    (which ``onednn``'s own check does not cover), with F.linear / torch.mm on a small random
-    input; on an error or a relative difference over 1e-3, disable with a warning so that a
-    broken build never gives wrong results. Uses its own generator (the global RNG stays put)."""
-    global _checked
-    if _checked is None:
-        try:
-            gen = torch.Generator().manual_seed(0)
-            x = torch.randn(37, 48, generator=gen)
-            w = torch.randn(24, 48, generator=gen)
-            g = torch.randn(37, 24, generator=gen)
-            pairs = [
-                (_mm_nt(x, w), F.linear(x, w)),
-                (_mm_nt(g, w.t()), torch.mm(g, w)),
-                (_mm_nt(g.t(), x.t()), torch.mm(g.t(), x)),
-            ]
-            worst = max(((a - b).abs().max() / b.abs().max()).item() for a, b in pairs)
-            if not worst <= _SELF_CHECK_RTOL:  # also catches NaN
-                raise RuntimeError(f"relative difference {worst:.2e} vs F.linear")
-            _checked = True
-        except Exception as e:  # any failure means: do not use the op
-            warnings.warn(
-                f"taskmix: oneDNN linear disabled, self-check failed ({e}); using F.linear",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            _checked = False
-    return _checked
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -99,7 +60,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if (
         bias is not None
         or torch.compiler.is_compiling()
-        or not onednn_enabled(x)  # float32 CPU x, switched on, op present and checked
+        or not onednn_enabled(x)  # float32 CPU x, switched on, op present and self-checked
         or weight.dtype != torch.float32
         or weight.device.type != "cpu"
         or x.layout != torch.strided
@@ -120,8 +81,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         or x2d.stride(-1) != 1
         or x2d.stride(0) < in_features  # rows overlap (e.g. an expanded input)
     ):
-        return F.linear(x, weight)
-    if not _self_check():
         return F.linear(x, weight)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         out = _OneDNNLinear.apply(x2d, weight)

@@ -37,27 +37,41 @@ def set_onednn(enabled: bool | None) -> None:
         _STATE["enabled"] = bool(enabled) and _self_check()
 
 
+def mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a (M, K) @ b (N, K).T`` with oneDNN; ``b`` may be a packed weight or a strided view."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+
+
 def _self_check() -> bool:
+    """Once per process: every product form taskmix uses (plain, packed, and the backward's
+    transposed views) against float64 on a small random input, with a private generator (the
+    global RNG stays put). Any error or a relative difference over 1e-4 turns oneDNN off, with
+    a warning, so a broken build never gives wrong results."""
     if not (
         torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     ):
         return False
     try:
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(5, 24, generator=generator)
-        w = torch.randn(16, 24, generator=generator)
-        got = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+        x = torch.randn(37, 48, generator=generator)
+        w = torch.randn(24, 48, generator=generator)
+        g = torch.randn(37, 24, generator=generator)
+        x64, w64, g64 = x.double(), w.double(), g.double()
         packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
-        got_packed = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-        want = x.double() @ w.double().t()
-        ok = all(torch.allclose(g.double(), want, rtol=1e-4, atol=1e-4) for g in (got, got_packed))
-    except (RuntimeError, TypeError) as err:
+        pairs = [
+            (mm_nt(x, w), x64 @ w64.t()),
+            (mm_nt(x, packed), x64 @ w64.t()),
+            (mm_nt(g, w.t()), g64 @ w64),
+            (mm_nt(g.t(), x.t()), g64.t() @ x64),
+        ]
+        worst = max(((a.double() - b).abs().max() / b.abs().max()).item() for a, b in pairs)
+        if not worst <= 1e-4:  # also catches NaN
+            raise RuntimeError(f"relative difference {worst:.1e} from float64")
+    except Exception as err:  # any failure means: do not use the op
         warnings.warn(
-            f"taskmix: oneDNN fp32 matmul unavailable ({err}); using torch.mm", stacklevel=3
+            f"taskmix: oneDNN fp32 matmul disabled, self-check failed ({err}); using torch.mm",
+            RuntimeWarning,
+            stacklevel=3,
         )
         return False
-    if not ok:
-        warnings.warn(
-            "taskmix: oneDNN fp32 matmul disagrees with torch.mm; using torch.mm", stacklevel=3
-        )
-    return ok
+    return True
