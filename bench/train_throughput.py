@@ -40,6 +40,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from taskmix.training.allocator import keep_freed_memory, use_huge_pages
+
+# torch reads this when it first allocates, so before it is imported; both sides of the
+# comparison get it, as ``taskmix train`` does.
+HUGE_PAGES = use_huge_pages()
+
 import numpy as np
 import torch
 
@@ -47,7 +53,6 @@ from taskmix.data.feature_converters import EncDecFeatureConverter, to_torch
 from taskmix.models import T5Config, build_model, preset
 from taskmix.models.onednn import onednn_enabled
 from taskmix.models.t5 import T5Model
-from taskmix.training.allocator import keep_freed_memory
 from taskmix.training.batches import BatchStream
 from taskmix.training.optim import make_optimizer
 
@@ -263,13 +268,16 @@ class Setup:
     examples: list[Example]
 
 
-def make_setup(args, preset_name: str, version: str, steps: int, rows: int) -> Setup:
+def make_setup(
+    args, preset_name: str, version: str, steps: int, rows: int, warmup: int | None = None
+) -> Setup:
     from taskmix.data.default import default_vocabulary
 
     vocab_size = -(-default_vocabulary().vocab_size // 128) * 128
     overrides = {} if args.dropout is None else {"dropout_rate": args.dropout}
     config = preset(preset_name, version=version, vocab_size=vocab_size, **overrides)
-    batches = packed_batches(args.warmup + steps, rows, args.input_length, args.target_length)
+    warmup = args.warmup if warmup is None else warmup
+    batches = packed_batches(warmup + steps, rows, args.input_length, args.target_length)
     examples = [e for b in batches for e in unpack(b)]
     in_batches = sum(
         int((b["encoder_input_tokens"] > 0).sum() + (b["decoder_target_tokens"] > 0).sum())
@@ -354,7 +362,14 @@ def compare(args) -> None:
 
 
 def mfu(args) -> None:
-    setup = make_setup(args, args.mfu_preset, args.mfu_version, args.mfu_steps, args.mfu_batch_size)
+    setup = make_setup(
+        args,
+        args.mfu_preset,
+        args.mfu_version,
+        args.mfu_steps,
+        args.mfu_batch_size,
+        args.mfu_warmup,
+    )
     torch.manual_seed(0)
     model = build_model(setup.config).train()
     model.segmented_attention = not args.dense_attention
@@ -362,12 +377,12 @@ def mfu(args) -> None:
     optimizer = make_optimizer("adafactor", model.parameters(), lr=1e-3)
     step = taskmix_step(compiled, optimizer)
     batches = [to_torch(b) for b in setup.batches]
-    run_steps(step, batches[: args.warmup])
+    run_steps(step, batches[: args.mfu_warmup])
     # The machine is shared and its speed drifts, so the peak is measured between steps and each
     # step is compared with the better of the measurements just before and just after it.
     peaks = [matmul_peak()]
     times, backward_times = [], []
-    for batch in batches[args.warmup :]:
+    for batch in batches[args.mfu_warmup :]:
         start = time.perf_counter()
         out = compiled(**batch)
         (out.loss_sum / max(float(batch["decoder_loss_weights"].sum()), 1.0)).backward()
@@ -378,7 +393,7 @@ def mfu(args) -> None:
         times.append(time.perf_counter() - start)
         peaks.append(matmul_peak())
     step_peaks = [max(a, b) for a, b in zip(peaks, peaks[1:], strict=False)]
-    examples = [unpack(b) for b in setup.batches[args.warmup :]]
+    examples = [unpack(b) for b in setup.batches[args.mfu_warmup :]]
     flops = [model_flops(setup.config, e) for e in examples]
     rows = list(zip(flops, times, backward_times, step_peaks, strict=True))
     achieved = statistics.median(f / t for f, t, _, _ in rows)
@@ -431,7 +446,13 @@ def main() -> None:
     parser.add_argument("--target-length", type=int, default=64)
     parser.add_argument("--mfu-preset", default="small", help="'none' skips the MFU part")
     parser.add_argument("--mfu-version", default="1.0", choices=["1.0", "1.1"])
-    parser.add_argument("--mfu-steps", type=int, default=4)
+    parser.add_argument("--mfu-steps", type=int, default=6)
+    parser.add_argument(
+        "--mfu-warmup",
+        type=int,
+        default=3,
+        help="untimed steps before the MFU part's (the allocator's heap and huge pages settle)",
+    )
     parser.add_argument("--mfu-batch-size", type=int, default=16, help="packed rows (MFU part)")
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's 0.1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
@@ -441,7 +462,10 @@ def main() -> None:
     )
     parser.add_argument("--skip-compare", action="store_true")
     args = parser.parse_args()
-    print(f"malloc tuned as taskmix's trainer does: {keep_freed_memory()}")
+    print(
+        f"memory set up as taskmix's trainer does: malloc keeps freed memory "
+        f"{keep_freed_memory()}, huge pages {HUGE_PAGES}"
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

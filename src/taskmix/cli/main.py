@@ -8,6 +8,7 @@ import sys
 
 from taskmix import __version__
 from taskmix.data.errors import TaskmixError
+from taskmix.training.allocator import use_huge_pages
 
 # Modules of taskmix.cli, each with ``register(subparsers)`` adding its commands.
 COMMAND_MODULES = ["tasks", "mixture", "tokenizer", "objectives", "clean", "train", "demo"]
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_huge_pages()  # before any command imports torch (taskmix.training.allocator)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

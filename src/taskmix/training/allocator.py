@@ -1,4 +1,4 @@
-"""Keep freed CPU memory in the process instead of handing it back to the OS after every op.
+"""CPU memory settings for training: keep freed memory, and back large tensors by huge pages.
 
 A CPU training step allocates and frees many activation tensors of tens of MB. glibc's malloc
 serves blocks above its mmap threshold (adaptive, at most 32 MB by default) with fresh
@@ -8,6 +8,12 @@ on the 2-core development machine a T5-small step went from 4.6 s to 3.5 s (2 th
 process's peak memory does not grow (the same blocks are reused); it just is not returned
 between steps. ``TASKMIX_MALLOC_TUNING=0`` leaves malloc alone. Linux/glibc only; elsewhere
 this does nothing.
+
+PyTorch's CPU allocator can also align large tensors to 2 MB and ask for transparent huge pages
+(``THP_MEM_ALLOC_ENABLE=1``, read once, at torch's first allocation). Fewer TLB misses make the
+strided reads of a backward's transposed products and the big element-wise passes faster: a
+T5-small step went from about 3.8 s to 3.1 s. ``use_huge_pages`` sets that variable, as the
+``taskmix`` command does before torch is imported; it has no effect once torch has allocated.
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ import sys
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _LIMIT = 2**31 - 1  # mallopt takes an int
 _DONE: list[bool] = []
+
+
+def use_huge_pages() -> bool:
+    """Ask torch's CPU allocator for transparent huge pages unless the environment says
+    otherwise; True if torch will see the setting (it is not imported yet)."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    return "torch" not in sys.modules
 
 
 def keep_freed_memory() -> bool:
