@@ -105,8 +105,7 @@ class UncachedLMDecoder:
         self.input_lengths = (tokens > 0).sum(1)
         batch, width = tokens.shape
         start = model.config.decoder_start_token_id
-        self.sequence = torch.zeros(batch, 1 + width + max_length, dtype=torch.long)
-        self.sequence = self.sequence.to(tokens.device)
+        self.sequence = tokens.new_zeros(batch, 1 + width + max_length)
         self.sequence[:, 0] = start
         self.sequence[:, 1 : 1 + width] = tokens
 

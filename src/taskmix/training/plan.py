@@ -262,35 +262,45 @@ def check_init_from(config: TrainConfig, vocabulary: Vocabulary) -> None:
         )
 
 
+def locate_pretrained(path: Path) -> tuple[Path, str | None]:
+    """What ``model.init_from`` names: ``(run_dir, checkpoint)`` for a taskmix run folder
+    (checkpoint ``"last"``) or one of its checkpoint folders, ``(path, None)`` for a Hugging
+    Face T5 folder; anything else is a ConfigError."""
+    if (path / "config.yaml").is_file():
+        return path, "last"
+    if (path / "manifest.json").is_file() and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent, path.name
+    if (path / "config.json").is_file():
+        return path, None
+    raise ConfigError(
+        f"model.init_from: {path} is neither a taskmix run or checkpoint folder (config.yaml, "
+        "manifest.json) nor a Hugging Face T5 folder (config.json + model.safetensors)"
+    )
+
+
 def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
-    """(architecture, vocabulary fingerprint or None if unknown, embedding rows) of a run
-    folder, one of its checkpoint folders, or a Hugging Face T5 folder, without loading weights."""
+    """(architecture, vocabulary fingerprint or None if unknown, embedding rows) of what
+    ``locate_pretrained`` finds, without loading weights."""
     from taskmix.models import T5Config
     from taskmix.training.checkpoint import read_state
     from taskmix.training.runs import find_checkpoint, load_run_config
 
-    if (path / "config.yaml").is_file() or (path / "manifest.json").is_file():
-        is_run = (path / "config.yaml").is_file()
-        run_dir, which = (path, "last") if is_run else (path.parent.parent, path.name)
-        try:
-            run_config = load_run_config(run_dir)
-            checkpoint = find_checkpoint(run_dir, which)
-        except TaskmixError as err:
-            raise ConfigError(f"model.init_from: {err}") from None
-        fingerprint = read_state(checkpoint).get("identity", {}).get("vocabulary")
-        if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary
-            fingerprint = vocabulary_fingerprint(load_vocabulary(run_config.vocabulary))
-        return run_config.model.architecture, fingerprint, _embedding_rows(checkpoint)
-    if (path / "config.json").is_file():
+    run_dir, which = locate_pretrained(path)
+    if which is None:
         try:
             hf = T5Config.from_hf_config(json.loads((path / "config.json").read_text()))
         except (TaskmixError, json.JSONDecodeError) as err:
             raise ConfigError(f"model.init_from: {path / 'config.json'}: {err}") from None
         return architecture_name(hf), None, hf.vocab_size
-    raise ConfigError(
-        f"model.init_from: {path} is neither a taskmix run or checkpoint folder (config.yaml, "
-        "manifest.json) nor a Hugging Face T5 folder (config.json + model.safetensors)"
-    )
+    try:
+        run_config = load_run_config(run_dir)
+        checkpoint = find_checkpoint(run_dir, which)
+    except TaskmixError as err:
+        raise ConfigError(f"model.init_from: {err}") from None
+    fingerprint = read_state(checkpoint).get("identity", {}).get("vocabulary")
+    if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary
+        fingerprint = vocabulary_fingerprint(load_vocabulary(run_config.vocabulary))
+    return run_config.model.architecture, fingerprint, _embedding_rows(checkpoint)
 
 
 def _embedding_rows(checkpoint: Path) -> int:

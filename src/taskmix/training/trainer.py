@@ -52,6 +52,7 @@ from taskmix.training.optim import make_optimizer, make_schedule, set_lr
 from taskmix.training.plan import (  # noqa: F401 - load_vocabulary, resolve_mixture: public here too
     RunPlan,
     load_vocabulary,
+    locate_pretrained,
     model_config,
     plan_run,
     resolve_mixture,
@@ -117,22 +118,15 @@ def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Mod
 
 def load_pretrained(path: str | Path) -> torch.nn.Module:
     """Weights to start from: a taskmix run folder (its last checkpoint), one of its checkpoint
-    folders, or a HF T5 folder."""
+    folders, or a HF T5 folder (``plan.locate_pretrained``)."""
     from taskmix.training.runs import load_run
 
-    path = Path(path)
-    if (path / "config.yaml").is_file():
-        return load_run(path)[0]
-    if (path / "manifest.json").is_file() and (path.parent.parent / "config.yaml").is_file():
-        return load_run(path.parent.parent, path.name)[0]
-    if (path / "config.json").is_file():
+    run_dir, which = locate_pretrained(Path(path))
+    if which is None:
         from taskmix.models.hf import load_hf_checkpoint
 
-        return load_hf_checkpoint(path)
-    raise ConfigError(
-        f"model.init_from: {path} is neither a taskmix run or checkpoint folder nor a "
-        "Hugging Face T5 folder (config.json + model.safetensors)"
-    )
+        return load_hf_checkpoint(run_dir)
+    return load_run(run_dir, which)[0]
 
 
 class JsonlLog:
