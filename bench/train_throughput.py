@@ -446,12 +446,14 @@ def main() -> None:
     parser.add_argument("--target-length", type=int, default=64)
     parser.add_argument("--mfu-preset", default="small", help="'none' skips the MFU part")
     parser.add_argument("--mfu-version", default="1.0", choices=["1.0", "1.1"])
-    parser.add_argument("--mfu-steps", type=int, default=6)
+    parser.add_argument("--mfu-steps", type=int, default=8)
     parser.add_argument(
         "--mfu-warmup",
         type=int,
-        default=3,
-        help="untimed steps before the MFU part's (the allocator's heap and huge pages settle)",
+        default=8,
+        help="untimed steps before the MFU part's: over a run's first steps the heap grows "
+        "(page faults) and oneDNN compiles kernels for each new token count; a long run "
+        "spends nearly all its steps past that",
     )
     parser.add_argument("--mfu-batch-size", type=int, default=16, help="packed rows (MFU part)")
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's 0.1")

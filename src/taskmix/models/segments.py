@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskmix.models.dropout import dropout
+from taskmix.models.dropout import probability_dropout
+
+ROW_MULTIPLE = 64  # per-token rows are padded to a multiple of this (see ``Side``)
 
 
 @dataclass
@@ -57,12 +59,19 @@ class Side:
     """One sequence (encoder or decoder) of a packed batch: its real tokens, and the same tokens
     laid out as buckets of segments.
 
-    ``tokens`` are the flattened (B * L) positions of the real (non-padding) tokens, in order; the
-    model runs its per-token layers on these rows only. Bucket ``i`` holds ``shapes[i] = (N, n)``:
-    N segments, each padded to n slots; the slots of all buckets, in order, are the rows of one
-    (slots, inner) tensor. ``valid`` (per bucket, (N, n)) marks slots holding a real token."""
+    ``tokens`` are the flattened (B * L) positions of the rows the model's per-token layers run
+    on: the ``num_real`` real (non-padding) tokens in order, then as many padding positions as
+    round the count up to a multiple of ``ROW_MULTIPLE`` (where the batch has them). Those extra
+    rows are computed and discarded (no attention reads them, no loss sees them): they keep
+    the matrix shapes to a few values across steps, so oneDNN reuses its compiled kernels
+    instead of caching new ones for every token count, which made a T5-small run's memory grow
+    by ~60 MB per step (and the growing heap cost page faults). Bucket ``i`` holds
+    ``shapes[i] = (N, n)``: N segments, each padded to n slots; the slots of all buckets, in
+    order, are the rows of one (slots, inner) tensor. ``valid`` (per bucket, (N, n)) marks slots
+    holding a real token."""
 
     tokens: torch.Tensor
+    num_real: int
     shapes: list[tuple[int, int]]
     valid: list[torch.Tensor]
     to_slots: RowMap  # token rows -> slot rows (padding slots zero)
@@ -80,7 +89,13 @@ class Side:
     ) -> Side:
         """``starts`` / ``lengths``: flattened start and length of each segment; ``groups[i]``:
         the segments of bucket i, padded to ``caps[i]``."""
-        positions = np.nonzero(segment_ids.reshape(-1) > 0)[0]
+        flat_ids = segment_ids.reshape(-1)
+        positions = np.nonzero(flat_ids > 0)[0]
+        num_real = len(positions)
+        rows_wanted = min(-(-num_real // ROW_MULTIPLE) * ROW_MULTIPLE, flat_ids.size)
+        if rows_wanted > num_real:
+            spare = np.nonzero(flat_ids == 0)[0][: rows_wanted - num_real]
+            positions = np.concatenate([positions, spare])
         token_row = np.full(segment_ids.size, -1, dtype=np.int64)
         token_row[positions] = np.arange(len(positions))
         slot_rows, valid, shapes = [], [], []
@@ -92,11 +107,16 @@ class Side:
             valid.append(torch.from_numpy(ok).to(device))
             shapes.append((len(members), cap))
         rows = np.concatenate(slot_rows)
-        slot_of_token = np.empty(len(positions), dtype=np.int64)
+        slot_of_token = np.full(len(positions), -1, dtype=np.int64)  # extra rows: no slot
         slot_of_token[rows[rows >= 0]] = np.nonzero(rows >= 0)[0]
         tokens = torch.from_numpy(positions).to(device)
         to_slots, to_tokens = _row_map(rows, device), _row_map(slot_of_token, device)
-        return cls(tokens, shapes, valid, to_slots, to_tokens)
+        return cls(tokens, num_real, shapes, valid, to_slots, to_tokens)
+
+    @property
+    def real_tokens(self) -> torch.Tensor:
+        """Positions of the real tokens (the first ``num_real`` rows)."""
+        return self.tokens[: self.num_real]
 
     def gather(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Token rows (T, inner) -> per bucket (N, n, inner)."""
@@ -129,22 +149,30 @@ class SegmentedAttention:
     biases: list[torch.Tensor]
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, dropout_p: float
+        self, q: torch.Tensor, kv: torch.Tensor, n_heads: int, dropout_p: float
     ) -> torch.Tensor:
-        """q (Tq, inner), k and v (Tk, inner): token rows of the two sides -> (Tq, inner)."""
+        """q (Tq, inner) and kv (Tk, 2 x inner: keys, then values) token rows -> (Tq, inner)."""
+        buckets = zip(self.queries.gather(q), self.keys.gather(kv), strict=True)
+        return self._attend([(qb, *kvb.chunk(2, -1)) for qb, kvb in buckets], n_heads, dropout_p)
+
+    def attend_self(self, qkv: torch.Tensor, n_heads: int, dropout_p: float) -> torch.Tensor:
+        """qkv (T, 3 x inner: queries, keys, values) token rows of one side -> (T, inner); the
+        three are gathered into buckets together."""
+        if self.queries is not self.keys:
+            raise ValueError("attend_self needs a self-attention plan (queries and keys alike)")
+        buckets = [b.chunk(3, -1) for b in self.queries.gather(qkv)]
+        return self._attend(buckets, n_heads, dropout_p)
+
+    def _attend(
+        self, buckets: list[tuple[torch.Tensor, ...]], n_heads: int, dropout_p: float
+    ) -> torch.Tensor:
         outputs = []
-        for qb, kb, vb, bias in zip(
-            self.queries.gather(q),
-            self.keys.gather(k),
-            self.keys.gather(v),
-            self.biases,
-            strict=True,
-        ):
+        for (qb, kb, vb), bias in zip(buckets, self.biases, strict=True):
             qb, kb, vb = (_heads(t, n_heads) for t in (qb, kb, vb))
-            bias = bias.to(q.dtype)
-            if dropout_p > 0.0 and q.device.type == "cpu":  # SDPA would use slow bernoulli_
+            bias = bias.to(qb.dtype)
+            if dropout_p > 0.0 and qb.device.type == "cpu":  # SDPA would use slow bernoulli_
                 weights = torch.softmax(qb @ kb.transpose(-1, -2) + bias, dim=-1)
-                out = dropout(weights, dropout_p, training=True) @ vb
+                out = probability_dropout(weights, dropout_p, training=True) @ vb
             else:
                 out = F.scaled_dot_product_attention(
                     qb, kb, vb, attn_mask=bias, dropout_p=dropout_p, scale=1.0

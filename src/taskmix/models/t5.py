@@ -231,7 +231,8 @@ class T5Model(LMHead):
         decoder_loss_weights: torch.Tensor | None,
     ) -> ModelOutput:
         """``forward`` for packed rows: every per-token layer runs on the real tokens only
-        (``layout.*.tokens``, often a third of the decoder's slots are padding) and attention
+        (``layout.*.tokens``, often a third of the decoder's slots are padding; rounded up to a
+        few extra rows, see ``segments.Side``) and attention
         within segments; logits at padding positions are zero."""
         enc, dec = layout.encoder, layout.decoder
         enc_pos = torch.arange(encoder_input_tokens.shape[1], device=enc.tokens.device)[None]
@@ -243,17 +244,18 @@ class T5Model(LMHead):
         y = self.shared(decoder_input_tokens.reshape(-1)[dec.tokens])
         self_attention = layout.decoder_self(self.decoder.position_bias(dec_pos, dec_pos))
         hidden = self.decoder(y, self_attention, encoder_hidden, layout.cross())
-        token_logits = self.logits(hidden)  # (real decoder tokens, vocab)
+        token_logits = self.logits(hidden)[: dec.num_real]  # (real decoder tokens, vocab)
+        real = dec.real_tokens
         batch, length = decoder_input_tokens.shape
         logits = token_logits.new_zeros(batch * length, token_logits.shape[-1])
-        logits = logits.index_copy(0, dec.tokens, token_logits).view(batch, length, -1)
+        logits = logits.index_copy(0, real, token_logits).view(batch, length, -1)
         if decoder_target_tokens is None:
             return ModelOutput(logits=logits)
         weights = None
         if decoder_loss_weights is not None:
-            weights = decoder_loss_weights.reshape(-1)[dec.tokens]
+            weights = decoder_loss_weights.reshape(-1)[real]
         loss, loss_sum, num_tokens = weighted_cross_entropy(
-            token_logits, decoder_target_tokens.reshape(-1)[dec.tokens], weights
+            token_logits, decoder_target_tokens.reshape(-1)[real], weights
         )
         return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
 

@@ -49,7 +49,9 @@ def make_optimizer(
             d=1.0,
             eps=(None, 1e-3),
             weight_decay=weight_decay,
-            foreach=True,
+            # torch's choice: multi-tensor on GPU; on CPU the per-tensor loop, which was 1.45x
+            # faster for T5-small (118 vs 171 ms a step; fewer full-size temporaries at once)
+            foreach=None,
         )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))
