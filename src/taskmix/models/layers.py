@@ -27,9 +27,44 @@ class T5LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and x.dtype == self.weight.dtype == torch.float32
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
+            return _CpuRMSNorm.apply(x, self.weight, self.eps)
         variance = x.float().pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
         return self.weight * x.to(self.weight.dtype)
+
+
+class _CpuRMSNorm(torch.autograd.Function):
+    """``T5LayerNorm`` in training on fp32 CPU tensors, with a hand-written backward: about half
+    the full-size passes and temporaries of autograd's (T5-small, 4032 x 512 rows: 4.8 -> 3.1 ms
+    forward + backward); equal to the formula to fp32 rounding.
+
+    With r = rsqrt(mean(x^2) + eps) and y = x * r * w:
+    dx = r * (g*w - x * r^2 * mean(g*w*x)),  dw = sum over rows of g * x * r."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        d = x.shape[-1]
+        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(d).add_(eps).rsqrt_()
+        ctx.save_for_backward(x, weight, r)
+        return (x * r).mul_(weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, r = ctx.saved_tensors
+        d = x.shape[-1]
+        grad_scaled = grad * weight
+        coefficient = torch.linalg.vecdot(grad_scaled, x).unsqueeze(-1).mul_(r.square()).div_(-d)
+        grad_x = torch.addcmul(grad_scaled, x, coefficient).mul_(r)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad * x).reshape(-1, d).t() @ r.reshape(-1)
+        return grad_x, grad_w, None
 
 
 class DenseActDense(nn.Module):
