@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+from taskmix.cleaning import pipeline
+
 GOOD = [
     "The quick brown fox jumps over the lazy dog near the river.",
     "Many people came to see the show and they enjoyed it a lot.",
@@ -65,3 +67,19 @@ def warc_bytes(texts: list[str], gz: bool = False) -> tuple[bytes, list[int]]:
         )
         writer.write_record(rec)
     return buf.getvalue(), offsets
+
+
+def crash_stage1_on(monkeypatch, shard: int, calls: list[int] | None = None):
+    """Make the pipeline's stage 1 raise on ``shard`` (appending each shard it starts to
+    ``calls``); returns the real ``run_stage1`` to restore."""
+    real = pipeline.run_stage1
+
+    def crash(job):
+        if calls is not None:
+            calls.append(job.shard)
+        if job.shard == shard:
+            raise RuntimeError("simulated crash")
+        return real(job)
+
+    monkeypatch.setattr(pipeline, "run_stage1", crash)
+    return real

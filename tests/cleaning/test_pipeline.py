@@ -17,7 +17,7 @@ from taskmix.cleaning.presets import get_preset
 from taskmix.cli.main import main
 from taskmix.data.errors import ConfigError
 
-from .helpers import GOOD, page, read_texts, warc_bytes, write_jsonl
+from .helpers import GOOD, crash_stage1_on, page, read_texts, warc_bytes, write_jsonl
 
 FAST = {"langdetect": False, "sentence_splitter": "regex"}
 SPAN = "Shared sentence number one is here. Shared sentence number two follows. And the third shared one."
@@ -164,16 +164,8 @@ def test_warc_with_a_broken_record_is_read_past(tmp_path):
 def test_resume_skips_finished_shards(tmp_path, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": page(good=k)} for k in range(3, 7)])
     cfg = get_preset("paper", **FAST)
-    real = pipeline.run_stage1
     calls: list[int] = []
-
-    def crash_on_last_shard(job):
-        calls.append(job.shard)
-        if job.shard == 2:
-            raise RuntimeError("simulated crash")
-        return real(job)
-
-    monkeypatch.setattr(pipeline, "run_stage1", crash_on_last_shard)
+    real = crash_stage1_on(monkeypatch, 2, calls)
     with pytest.raises(RuntimeError):
         clean_corpus([src], tmp_path / "out", cfg, shards=3)
     assert not list((tmp_path / "out" / "_work").glob("stage1-00002*"))  # nothing half-written

@@ -16,7 +16,14 @@ from taskmix.cleaning.pipeline import Piece, clean_corpus, plan_shards
 from taskmix.cleaning.presets import get_preset
 from taskmix.data.errors import ConfigError
 
-from .helpers import numbered_page, page, read_texts, write_jsonl, write_jsonl_gz
+from .helpers import (
+    crash_stage1_on,
+    numbered_page,
+    page,
+    read_texts,
+    write_jsonl,
+    write_jsonl_gz,
+)
 
 FAST = {"langdetect": False, "sentence_splitter": "regex"}
 SPAN = "Shared sentence number one is here. Shared sentence number two follows. And the third shared one."
@@ -166,14 +173,7 @@ def test_each_shard_opens_only_its_own_files(tmp_path, counted):
 def test_resume_refuses_changed_input_size(tmp_path, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": numbered_page(k)} for k in range(6)])
     cfg = get_preset("paper", **FAST)
-    real = pipeline.run_stage1
-
-    def crash(job):
-        if job.shard == 1:
-            raise RuntimeError("simulated crash")
-        return real(job)
-
-    monkeypatch.setattr(pipeline, "run_stage1", crash)
+    real = crash_stage1_on(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         clean_corpus([src], tmp_path / "out", cfg, shards=2)
     monkeypatch.setattr(pipeline, "run_stage1", real)
