@@ -10,7 +10,7 @@ import pytest
 from taskmix.cleaning.io import read_documents, read_jsonl, read_text, read_warc
 from taskmix.cleaning.pipeline import clean_corpus
 from taskmix.cleaning.presets import get_preset
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 from .helpers import numbered_page, page, read_texts, warc_bytes, write_jsonl, write_jsonl_gz
 

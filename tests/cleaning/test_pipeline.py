@@ -15,7 +15,7 @@ from taskmix.cleaning.io import read_warc
 from taskmix.cleaning.pipeline import clean_corpus
 from taskmix.cleaning.presets import get_preset
 from taskmix.cli.main import main
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 from .helpers import GOOD, crash_stage1_on, page, read_texts, warc_bytes, write_jsonl
 

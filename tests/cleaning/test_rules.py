@@ -12,7 +12,7 @@ from taskmix.cleaning.rules import Page, apply_rules, build_rules
 from taskmix.cleaning.sentences import regex_spans
 from taskmix.cleaning.stats import CleanStats
 from taskmix.cleaning.wordlists import domain_allowed, load_bad_words, normalize_url
-from taskmix.data.errors import ConfigError, TaskmixError
+from taskmix.errors import ConfigError, TaskmixError
 
 from .helpers import GOOD, page
 

@@ -14,7 +14,7 @@ from taskmix.cleaning import io, pipeline
 from taskmix.cleaning.io import read_documents
 from taskmix.cleaning.pipeline import Piece, clean_corpus, plan_shards
 from taskmix.cleaning.presets import get_preset
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 from .helpers import (
     crash_stage1_on,

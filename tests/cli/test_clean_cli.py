@@ -8,7 +8,7 @@ import pytest
 
 from taskmix.cleaning.presets import parse_overrides, parse_value
 from taskmix.cli.main import main
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 GOOD = [
     "The quick brown fox jumps over the lazy dog near the river.",

@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from taskmix.data.declarative import Template, TemplateFormatter, load_yaml
-from taskmix.data.errors import ConfigError, ErrorReport, RecordError
 from taskmix.data.formatting import bin_regression, format_fields, label_word
 from taskmix.data.registry import Registry
+from taskmix.data.report import ErrorReport
 from taskmix.data.sources import CsvSource, JsonlSource
 from taskmix.data.task import Feature, Task, map_examples, tokenize
 from taskmix.data.vocabulary import ByteVocabulary, LazyVocabulary
+from taskmix.errors import ConfigError, RecordError
 
 WORDS = ["entailment", "neutral", "contradiction"]
 

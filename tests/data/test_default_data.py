@@ -27,8 +27,8 @@ from taskmix.data.default.chance import chance_scores
 from taskmix.data.default.docs import render_markdown
 from taskmix.data.default.spec import SPLITS
 from taskmix.data.default.tasks_facts import to_zarnic
-from taskmix.data.errors import TaskmixError
 from taskmix.data.vocabulary import EOS_ID
+from taskmix.errors import TaskmixError
 
 METRICS = {
     "accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman", "squad_em", "squad_f1",

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from taskmix.data.errors import ErrorReport, RecordError
+from taskmix.data.report import ErrorReport
+from taskmix.errors import RecordError
 
 
 def filled_report() -> ErrorReport:

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskmix.data.errors import ErrorReport, RecordError
 from taskmix.data.feature_converters import (
     DecoderOnlyFeatureConverter,
     EncDecFeatureConverter,
@@ -17,6 +16,8 @@ from taskmix.data.feature_converters import (
     pad_batch_to_longest,
     to_torch,
 )
+from taskmix.data.report import ErrorReport
+from taskmix.errors import RecordError
 
 EOS = 1
 

@@ -3,7 +3,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskmix.data.errors import RecordError
 from taskmix.data.formatting import (
     bin_regression,
     format_fields,
@@ -11,6 +10,7 @@ from taskmix.data.formatting import (
     parse_label,
     parse_regression,
 )
+from taskmix.errors import RecordError
 
 
 def test_glue_style_fields():

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from taskmix.data.errors import RecordError
 from taskmix.data.mixtures import EmptyTaskError, Mixture, as_mixture
 from taskmix.data.registry import MixtureRegistry, TaskRegistry
 from taskmix.data.task import Feature, Source, Task, map_examples, tokenize
 from taskmix.data.vocabulary import ByteVocabulary
+from taskmix.errors import RecordError
 
 VOCAB = ByteVocabulary()
 

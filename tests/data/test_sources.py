@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskmix.data import sources
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.sources import (
     CsvSource,
     FunctionSource,
@@ -21,6 +20,7 @@ from taskmix.data.sources import (
     source_from_config,
 )
 from taskmix.data.task import PreprocessContext
+from taskmix.errors import ConfigError, RecordError
 
 ROWS = [{"a": f"alpha {i}", "b": str(i)} for i in range(7)]
 

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from taskmix.data.errors import ErrorReport, RecordError
 from taskmix.data.formatting import require_text
+from taskmix.data.report import ErrorReport
 from taskmix.data.task import map_examples, stable_seed, tokenize, validate_name
 from taskmix.data.vocabulary import ByteVocabulary
+from taskmix.errors import RecordError
 
 from .helpers import ListSource, make_task
 

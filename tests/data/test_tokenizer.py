@@ -7,7 +7,6 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskmix.data.errors import RecordError, TaskmixError
 from taskmix.data.tokenizer import (
     HFTokenizerVocabulary,
     SentencePieceVocabulary,
@@ -16,6 +15,7 @@ from taskmix.data.tokenizer import (
     train_sentencepiece,
 )
 from taskmix.data.vocabulary import ByteVocabulary
+from taskmix.errors import RecordError, TaskmixError
 
 WORDS = [
     "the",

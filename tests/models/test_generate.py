@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from taskmix.data.errors import TaskmixError
+from taskmix.errors import TaskmixError
 from taskmix.models import DecoderOnlyLM, T5Model, generate
 from taskmix.models.generate import ensemble_greedy, greedy_decode, score_options
 from taskmix.models.hf import save_hf_checkpoint

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from taskmix.data.errors import TaskmixError
+from taskmix.errors import TaskmixError
 from taskmix.models import T5Model, build_model
 from taskmix.models.hf import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
 from tests.models.helpers import tiny_config

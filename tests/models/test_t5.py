@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 from taskmix.models import DecoderOnlyLM, T5Config, T5Model, build_model, preset
 from taskmix.models.layers import relative_position_bucket
 from tests.models.helpers import tiny_config

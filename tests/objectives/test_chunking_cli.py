@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from taskmix.cli.main import main
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 from taskmix.objectives import reduce_concat_tokens, select_random_chunk, split_tokens
 
 from .helpers import context

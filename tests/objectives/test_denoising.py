@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskmix.data.errors import ConfigError, RecordError
+from taskmix.errors import ConfigError, RecordError
 from taskmix.objectives import (
     OBJECTIVES,
     bert_style,

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 from taskmix.objectives import (
     iid_denoising,
     make_pretraining_task,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 from taskmix.training.config import load_config, parse_config
 from taskmix.training.optim import make_optimizer, make_schedule
 

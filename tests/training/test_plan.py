@@ -6,7 +6,7 @@ from itertools import islice
 
 import pytest
 
-from taskmix.data.errors import CheckpointError, ConfigError
+from taskmix.errors import CheckpointError, ConfigError
 from taskmix.training.config import parse_config
 from taskmix.training.plan import plan_run, vocabulary_fingerprint
 from taskmix.training.trainer import train

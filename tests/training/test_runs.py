@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from taskmix.data.errors import CheckpointError
+from taskmix.errors import CheckpointError
 from taskmix.training.checkpoint import list_checkpoints
 from taskmix.training.config import parse_config
 from taskmix.training.runs import find_checkpoint

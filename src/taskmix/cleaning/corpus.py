@@ -18,7 +18,6 @@ from pathlib import Path
 
 from taskmix.cleaning.io import read_documents, splittable
 from taskmix.cleaning.pipeline import Piece, iter_ordered, plan_shards
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.sources import _check_shard, cached_count
 from taskmix.data.task import (
     Example,
@@ -30,6 +29,7 @@ from taskmix.data.task import (
     tokenize_no_eos,
 )
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError, RecordError
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 

@@ -38,7 +38,7 @@ from taskmix.cleaning.pipeline import (
 from taskmix.cleaning.presets import CleanConfig
 from taskmix.cleaning.rules import build_rules, validate_resources
 from taskmix.cleaning.stats import CleanStats
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 
 class TaskmixReader(PipelineStep):

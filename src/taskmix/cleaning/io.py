@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 
 def _langdetect():

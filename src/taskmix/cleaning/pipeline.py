@@ -50,7 +50,7 @@ from taskmix.cleaning.io import (
 from taskmix.cleaning.presets import CleanConfig
 from taskmix.cleaning.rules import Page, apply_rules, build_rules, validate_resources
 from taskmix.cleaning.stats import CleanStats
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 FORMAT_VERSION = 2  # 2: shards read byte ranges / whole files (1: every shard read everything)
 _ORDER_BITS = 40  # order = file_index << 40 | position in file: input order as one sortable int

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Union
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 Dedup = Literal["none", "lines", "spans"]
 SentenceSplitter = Literal["punkt", "regex"]

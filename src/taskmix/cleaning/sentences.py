@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 Spans = list[tuple[int, int]]
 SpanFn = Callable[[str], Spans]

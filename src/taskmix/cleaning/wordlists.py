@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 
 def _read_entries(path: str | Path, what: str) -> list[str]:

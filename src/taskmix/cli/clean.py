@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from taskmix import __version__
-from taskmix.data.errors import TaskmixError
+from taskmix.errors import TaskmixError
 from taskmix.training.allocator import use_huge_pages
 
 # Modules of taskmix.cli, each with ``register(subparsers)`` adding its commands.

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from taskmix.cli.table import print_table
-from taskmix.data.errors import ConfigError
 from taskmix.data.registry import MixtureRegistry
+from taskmix.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

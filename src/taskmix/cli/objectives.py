@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from taskmix.data.errors import ConfigError
 from taskmix.data.task import stable_seed
 from taskmix.data.vocabulary import ByteVocabulary, Vocabulary
+from taskmix.errors import ConfigError
 
 DEFAULT_TEXT = (
     "Thank you for inviting me to your party last week . The food was great , the music was "

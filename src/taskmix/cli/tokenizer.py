@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from taskmix.data.errors import RecordError, TaskmixError
 from taskmix.data.registry import TaskRegistry
 from taskmix.data.task import Task
 from taskmix.data.tokenizer import (
@@ -18,6 +17,7 @@ from taskmix.data.tokenizer import (
     train_sentencepiece,
 )
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import RecordError, TaskmixError
 
 TEXT_FIELDS = ("inputs", "targets")
 

@@ -84,7 +84,7 @@ def _print_results(results: dict[str, dict[str, float]]) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from taskmix.data.errors import TaskmixError
+    from taskmix.errors import TaskmixError
     from taskmix.evaluation.evaluator import evaluate_tasks
     from taskmix.training.plan import resolve_mixture, short, vocabulary_fingerprint
     from taskmix.training.runs import load_run

@@ -23,12 +23,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.formatting import bin_regression, label_word, parse_regression, require
 from taskmix.data.registry import MixtureRegistry, Registry, TaskRegistry
 from taskmix.data.sources import SourceSpec, source_from_config
 from taskmix.data.task import Example, Feature, Task, map_examples, tokenize, validate_name
 from taskmix.data.vocabulary import ByteVocabulary, LazyVocabulary, Vocabulary
+from taskmix.errors import ConfigError, RecordError
 
 # --------------------------------------------------------------------------- templates
 

@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from taskmix.data.errors import ErrorReport, RecordError
 from taskmix.data.packing import RowLayout, pack_first_fit, shift_right_per_segment
+from taskmix.data.report import ErrorReport
+from taskmix.errors import RecordError
 
 Batch = dict[str, np.ndarray]
 Overflow = Literal["truncate", "drop"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import RecordError
+from taskmix.errors import RecordError
 
 
 def require(record: Mapping[str, Any], field: str) -> Any:

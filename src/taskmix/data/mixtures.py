@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import ErrorReport, TaskmixError, UnknownNameError
 from taskmix.data.rates import Strategy, mixing_rates
 from taskmix.data.registry import MixtureRegistry, TaskRegistry
+from taskmix.data.report import ErrorReport
 from taskmix.data.task import Example, Task, stable_seed, validate_name
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import TaskmixError, UnknownNameError
 
 # Version 2 added the per-task reports; a version-1 state still loads (without counts).
 STATE_VERSION = 2

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from taskmix.data.errors import UnknownNameError
 from taskmix.data.task import validate_name
+from taskmix.errors import UnknownNameError
 
 T = TypeVar("T")
 

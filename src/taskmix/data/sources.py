@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.task import Example, PreprocessContext, Source
+from taskmix.errors import ConfigError, RecordError
 
 PathLike = str | os.PathLike
 SplitPaths = Mapping[str, PathLike | Sequence[PathLike]]

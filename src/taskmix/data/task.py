@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from taskmix.data.errors import ErrorReport, RecordError
+from taskmix.data.report import ErrorReport
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import RecordError
 
 Example = dict[str, Any]
 OnError = Literal["raise", "skip"]

@@ -20,8 +20,8 @@ from typing import Any
 
 import sentencepiece as spm
 
-from taskmix.data.errors import TaskmixError
 from taskmix.data.vocabulary import EOS_ID, PAD_ID, UNK_ID, ByteVocabulary, Vocabulary
+from taskmix.errors import TaskmixError
 
 logger = logging.getLogger(__name__)
 

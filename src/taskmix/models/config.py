@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "prefix_lm")
 FEED_FORWARD_PROJS = ("relu", "gated-gelu")

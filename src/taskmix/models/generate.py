@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from taskmix.data.errors import TaskmixError
+from taskmix.errors import TaskmixError
 from taskmix.models import masks
 from taskmix.models.decoder_only import DecoderOnlyLM
 from taskmix.models.layers import mask_to_bias

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from taskmix.data.errors import CheckpointError
+from taskmix.errors import CheckpointError
 from taskmix.models import build_model
 from taskmix.models.config import T5Config
 from taskmix.models.decoder_only import DecoderOnlyLM

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.task import Example, PreprocessContext
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError, RecordError
 from taskmix.objectives.transforms import Ragged
 
 # Keys whose text no longer matches the corrupted token arrays.

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from taskmix.data.errors import ConfigError
 from taskmix.data.task import Example, PreprocessContext, Preprocessor
+from taskmix.errors import ConfigError
 
 
 def _positive_int(name: str, value: object) -> int:

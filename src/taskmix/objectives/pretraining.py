@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from taskmix.data.errors import ConfigError, RecordError
 from taskmix.data.task import (
     Example,
     Feature,
@@ -18,6 +17,7 @@ from taskmix.data.task import (
     tokenize_no_eos,
 )
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError, RecordError
 from taskmix.objectives.base import Objective
 from taskmix.objectives.chunking import reduce_concat_tokens, select_random_chunk, split_tokens
 from taskmix.objectives.denoising import (

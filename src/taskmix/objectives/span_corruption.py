@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import ConfigError
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError
 from taskmix.objectives.base import Objective, check_range, check_sentinels
 from taskmix.objectives.noise import (
     iid_noise_mask,

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from taskmix.data.errors import ErrorReport
 from taskmix.data.feature_converters import FeatureConverter
+from taskmix.data.report import ErrorReport
 
 Batch = dict[str, np.ndarray]
 REPORT_KINDS = ("truncated", "dropped", "skipped")

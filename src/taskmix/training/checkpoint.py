@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from taskmix.data.errors import CheckpointError
+from taskmix.errors import CheckpointError
 from taskmix.models.hf import load_weights
 
 MODEL_FILE = "model.safetensors"

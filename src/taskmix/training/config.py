@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taskmix.data.errors import ConfigError
+from taskmix.errors import ConfigError
 
 
 class Strict(BaseModel):

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskmix.data.errors import ConfigError, TaskmixError
 from taskmix.data.mixtures import Mixture, as_mixture
 from taskmix.data.vocabulary import ByteVocabulary, LazyVocabulary, Vocabulary
+from taskmix.errors import ConfigError, TaskmixError
 from taskmix.training.config import TrainConfig
 
 # T5Config fields the trainer sets from other keys; ``model.overrides`` may not set them.

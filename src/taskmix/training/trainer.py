@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import yaml
 
-from taskmix.data.errors import ConfigError
 from taskmix.data.feature_converters import (
     DecoderOnlyFeatureConverter,
     EncDecFeatureConverter,
@@ -34,6 +33,7 @@ from taskmix.data.feature_converters import (
 )
 from taskmix.data.task import stable_seed
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError
 from taskmix.training.allocator import keep_freed_memory
 from taskmix.training.batches import REPORT_KINDS, BatchStream, non_pad_tokens
 from taskmix.training.checkpoint import (

@@ -27,8 +27,8 @@ from taskmix.data.default.corpus import build_corpus
 from taskmix.data.default.spec import SPLITS, TaskSpec
 from taskmix.data.default.tasks import SPECS
 from taskmix.data.default.world import build_world
-from taskmix.data.errors import TaskmixError
 from taskmix.data.task import stable_seed
+from taskmix.errors import TaskmixError
 
 VERSION = 2
 MANIFEST = "manifest.json"

@@ -1,4 +1,4 @@
-"""Errors that name where bad input came from, and a report of what was skipped."""
+"""A report of what the data pipeline skipped, truncated or dropped: nothing is lost silently."""
 
 from __future__ import annotations
 
@@ -7,29 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-
-class TaskmixError(Exception):
-    """Base class for errors a user can act on (bad data, bad config)."""
-
-
-class RecordError(TaskmixError):
-    """A malformed record: names the file, the line (1-based) and the field."""
-
-    def __init__(self, message: str, *, where: str | None = None, field: str | None = None):
-        self.where = where
-        self.field = field
-        self.reason = message
-        parts = [p for p in (where, f"field {field!r}" if field else None) if p]
-        super().__init__(f"{': '.join(parts)}: {message}" if parts else message)
-
-
-class CheckpointError(TaskmixError):
-    """A checkpoint is missing, truncated, corrupted, or of another model or vocabulary."""
-
-
-class ConfigError(TaskmixError):
-    """A bad config: names the file, the key and what was expected."""
-
+from taskmix.errors import RecordError
 
 _KINDS = ("skipped", "truncated", "dropped")
 
@@ -108,10 +86,3 @@ def _check_counts(state: Any, kind: str) -> dict[str, int]:
             f"error report state: {kind!r} must map reasons to counts >= 0, got {value!r:.200}"
         )
     return dict(value)
-
-
-class UnknownNameError(TaskmixError, KeyError):
-    """No task, mixture, objective... of that name (a KeyError that prints without quotes)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
