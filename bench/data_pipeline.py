@@ -71,8 +71,10 @@ def synthetic_stream(seed: int, vocab_size: int = 32_000) -> Iterator[dict]:
 
 
 def mixture_stream(name: str, args: argparse.Namespace) -> Iterator[dict]:
+    from taskmix.catalog import load_task_files
     from taskmix.data.registry import MixtureRegistry
 
+    load_task_files()  # the default tasks and mixtures
     vocabulary = None
     if args.vocab == "bytes":
         from taskmix.data.vocabulary import ByteVocabulary

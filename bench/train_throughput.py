@@ -65,8 +65,10 @@ def packed_batches(
 ) -> list[dict[str, np.ndarray]]:
     """The first ``num_batches`` packed training batches of the default mixture, built by the
     trainer's own ``BatchStream`` (so the packing density is what training gets)."""
+    from taskmix.catalog import load_task_files
     from taskmix.data.registry import MixtureRegistry
 
+    load_task_files()  # the default tasks and mixtures
     mixture = MixtureRegistry.get("default")
     stream = mixture.get_stream(
         "train", seed=seed, sequence_length={"inputs": input_length, "targets": target_length}
@@ -271,7 +273,7 @@ class Setup:
 def make_setup(
     args, preset_name: str, version: str, steps: int, rows: int, warmup: int | None = None
 ) -> Setup:
-    from taskmix.data.default import default_vocabulary
+    from taskmix.default_data import default_vocabulary
 
     vocab_size = -(-default_vocabulary().vocab_size // 128) * 128
     overrides = {} if args.dropout is None else {"dropout_rate": args.dropout}

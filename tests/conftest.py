@@ -19,3 +19,12 @@ def byte_vocab():
     from taskmix.data.vocabulary import ByteVocabulary
 
     return ByteVocabulary()
+
+
+@pytest.fixture(scope="session")
+def default_tasks():
+    """The embedded default tasks and mixtures in the global registries (registered explicitly,
+    as every command does; nothing registers them by itself)."""
+    from taskmix.catalog import load_task_files
+
+    load_task_files()

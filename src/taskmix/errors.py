@@ -31,3 +31,7 @@ class UnknownNameError(TaskmixError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class EmptyTaskError(TaskmixError, ValueError):
+    """A task chosen by a stream has no examples in its shard: sampling it would loop forever."""

@@ -54,7 +54,7 @@ def test_set_overrides_any_field_and_wins_over_flags(tmp_path, capsys):
         ("langdetect=maybe", "langdetect='maybe': expected true or false"),
         ("dedup=pages", "expected one of 'none', 'lines', 'spans'"),
         ("min_language_prob=2", "min_language_prob: expected 0..1"),
-        ("min_sentences", "expected key=value"),
+        ("min_sentences", "expected KEY=VALUE"),
     ],
 )
 def test_bad_set_is_a_clear_error_before_any_work(tmp_path, capsys, item, message):

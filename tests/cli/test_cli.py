@@ -64,7 +64,7 @@ def test_quick_demo_writes_report_and_plot(tmp_path, capsys):
         assert entry["main_metric"] in entry["metrics"]
     # the chance level is measured on the examples scored (validation), not on the test split
     from taskmix.data.registry import TaskRegistry
-    from taskmix.training.demo import chance_level
+    from taskmix.recipes.demo import chance_level
 
     assert report["above_chance"]["split"] == "validation"
     assert report["tasks"]["topic"]["chance"] == chance_level(

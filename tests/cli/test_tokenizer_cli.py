@@ -86,7 +86,7 @@ def test_train_from_tasks_uses_inputs_and_targets(corpus_file, words_task, tmp_p
     [
         (["--input", "no/such/file.txt"], "input file not found: no/such/file.txt"),
         (["--tasks", "no_such_task_xyz"], "unknown task 'no_such_task_xyz'"),
-        ([], "give --input FILE... and/or --tasks NAME..."),
+        ([], "give --input FILE... and/or --tasks NAME|FILE..."),
     ],
 )
 def test_train_errors(tmp_path, capsys, extra, message):

@@ -85,4 +85,4 @@ def test_predict_texts_and_files(run, capsys, tmp_path, monkeypatch):
 
 def test_predict_without_inputs_is_an_error(run, capsys):
     assert main(["predict", str(run)]) == 2
-    assert "give input texts or --file" in capsys.readouterr().err
+    assert "give input texts, --file or --task" in capsys.readouterr().err

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from taskmix.data.mixtures import EmptyTaskError, Mixture, as_mixture
+from taskmix.data.mixtures import Mixture, as_mixture
 from taskmix.data.registry import MixtureRegistry, TaskRegistry
 from taskmix.data.task import Feature, Source, Task, map_examples, tokenize
 from taskmix.data.vocabulary import ByteVocabulary
-from taskmix.errors import RecordError
+from taskmix.errors import EmptyTaskError, RecordError
 
 VOCAB = ByteVocabulary()
 
@@ -59,10 +59,9 @@ def key(example: dict) -> tuple[str, str]:
 
 @pytest.fixture
 def registries(monkeypatch):
-    """Empty task and mixture registries, without the default-task loader."""
+    """Empty task and mixture registries."""
     for registry in (TaskRegistry, MixtureRegistry):
         monkeypatch.setattr(registry, "_items", {})
-        monkeypatch.setattr(registry, "_loaders", [])
     return TaskRegistry, MixtureRegistry
 
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskmix.data import sources
+from taskmix.data import record_counts
+from taskmix.data.source_spec import source_from_config
 from taskmix.data.sources import (
     CsvSource,
     FunctionSource,
@@ -17,7 +18,6 @@ from taskmix.data.sources import (
     JsonlSource,
     ParquetSource,
     TextLineSource,
-    source_from_config,
 )
 from taskmix.data.task import PreprocessContext
 from taskmix.errors import ConfigError, RecordError
@@ -369,4 +369,4 @@ def test_source_from_config_errors(tmp_path, spec, expected):
 
 def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("TASKMIX_CACHE", str(tmp_path / "elsewhere"))
-    assert sources.cache_dir() == tmp_path / "elsewhere"
+    assert record_counts.cache_dir() == tmp_path / "elsewhere"

@@ -63,6 +63,7 @@ def test_an_ensemble_of_one_model_twice_equals_the_model(task, model):
 
 def test_rank_classification_of_an_ensemble_averages_the_option_scores(task, monkeypatch):
     """Model A prefers "yes" by 1 nat, model B prefers "no" by 5: the average picks "no"."""
+    import taskmix.evaluation.evaluator as evaluator
     import taskmix.models.generate as generate
     from taskmix.evaluation.evaluator import rank_classify
 
@@ -75,7 +76,7 @@ def test_rank_classification_of_an_ensemble_averages_the_option_scores(task, mon
             scores=[row] * len(inputs), best=[row.index(max(row))] * len(inputs)
         )
 
-    monkeypatch.setattr(generate, "score_options", score_options)
+    monkeypatch.setattr(evaluator, "score_options", score_options)
     examples = [{"inputs": [5, 6, 1]}, {"inputs": [7, 1]}]
     vocab = ByteVocabulary()
     assert rank_classify(a, examples, vocab, LABELS) == ["yes", "yes"]

@@ -31,3 +31,12 @@ def tiny(**changes: Any) -> dict[str, Any]:
         else:
             config[key] = value
     return config
+
+
+def train_and_evaluate(config, run_dir, **kwargs):
+    """``train`` with the config's eval tasks scored, as ``taskmix train`` runs it."""
+    from taskmix.evaluation import task_evaluator
+    from taskmix.training.trainer import train
+
+    kwargs.setdefault("evaluate", task_evaluator(config))
+    return train(config, run_dir, **kwargs)

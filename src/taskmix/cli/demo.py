@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskmix.training.demo import run_demo
+    from taskmix.recipes.demo import run_demo
 
     run_demo(args.out, size=args.size, seed=args.seed, progress=not args.no_progress)
     return 0

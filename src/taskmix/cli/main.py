@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import version
 
-from taskmix import __version__
 from taskmix.errors import TaskmixError
 from taskmix.training.allocator import use_huge_pages
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskmix", description="Multi-task text-to-text transfer learning."
     )
-    parser.add_argument("--version", action="version", version=f"taskmix {__version__}")
+    parser.add_argument("--version", action="version", version=f"taskmix {version('taskmix')}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:

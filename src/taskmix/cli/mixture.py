@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from taskmix.cli.table import print_table
+from taskmix.cli.task_files import add_task_files_option, load_cli_tasks
 from taskmix.data.registry import MixtureRegistry
 from taskmix.errors import ConfigError
+from taskmix.tables import print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,13 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     show.add_argument("--split", default="train")
     show.add_argument("--json", action="store_true")
+    add_task_files_option(show)
     show.set_defaults(func=show_mixture)
 
     list_parser = commands.add_parser("list", help="registered mixtures")
+    add_task_files_option(list_parser)
     list_parser.set_defaults(func=list_mixtures)
 
 
 def show_mixture(args: argparse.Namespace) -> int:
+    load_cli_tasks(args)
     mixture = MixtureRegistry.get(args.name)
     if args.cap is not None or args.temperature is not None or args.strategy is not None:
         try:
@@ -58,6 +62,7 @@ def show_mixture(args: argparse.Namespace) -> int:
 
 
 def list_mixtures(args: argparse.Namespace) -> int:
+    load_cli_tasks(args)
     for name in MixtureRegistry.names():
         print(name)
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 from taskmix.data.task import stable_seed
 from taskmix.data.vocabulary import ByteVocabulary, Vocabulary
 from taskmix.errors import ConfigError
+from taskmix.yamlconf import parse_assignment, parse_scalar
 
 DEFAULT_TEXT = (
     "Thank you for inviting me to your party last week . The food was great , the music was "
@@ -55,27 +56,11 @@ def render(ids: Sequence[int] | None, vocabulary: Vocabulary) -> str:
     return text
 
 
-def _parse_value(text: str) -> object:
-    lowered = text.lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
     params: dict[str, object] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param expects KEY=VALUE (e.g. noise_density=0.3), got {pair!r}")
-        params[key.strip()] = _parse_value(value.strip())
+        key, value = parse_assignment(pair, flag="--param", example="noise_density=0.3")
+        params[key] = parse_scalar(value.strip())
     return params
 
 

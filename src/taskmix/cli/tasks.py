@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from taskmix.cli.table import print_table
+from taskmix.cli.task_files import add_task_files_option, load_cli_tasks
 from taskmix.data.registry import TaskRegistry
+from taskmix.tables import print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     list_parser = commands.add_parser("list", help="every task with its family and split sizes")
     list_parser.add_argument("--json", action="store_true", help="machine-readable output")
     list_parser.add_argument("--family", help="only tasks of this family")
+    add_task_files_option(list_parser)
     list_parser.set_defaults(func=list_tasks)
 
     show = commands.add_parser("show", help="a task's details and its first examples")
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("-n", type=int, default=3, help="number of examples (default 3)")
     show.add_argument("--split", default="train")
     show.add_argument("--json", action="store_true")
+    add_task_files_option(show)
     show.set_defaults(func=show_task)
 
 
@@ -43,6 +46,7 @@ def task_summary(task) -> dict:
 
 
 def list_tasks(args: argparse.Namespace) -> int:
+    load_cli_tasks(args)
     tasks = [t for t in TaskRegistry if args.family is None or t.family == args.family]
     entries = [task_summary(t) for t in tasks]
     if args.json:
@@ -59,6 +63,7 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def show_task(args: argparse.Namespace) -> int:
+    load_cli_tasks(args)
     task = TaskRegistry.get(args.name)
     summary = task_summary(task)
     examples = []

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from taskmix.cli.task_files import add_task_files_option, load_cli_tasks
 from taskmix.data.registry import TaskRegistry
 from taskmix.data.task import Task
 from taskmix.data.tokenizer import (
@@ -37,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="UTF-8 text files, one sentence a line",
     )
-    train.add_argument(
-        "--tasks", nargs="+", default=[], metavar="NAME", help="registered tasks (train split)"
-    )
+    add_task_files_option(train, names="tasks whose train split to read")
     train.add_argument(
         "--vocab-size", type=int, required=True, help="sentencepiece pieces, without sentinels"
     )
@@ -104,11 +103,14 @@ def task_texts(tasks: Sequence[Task]) -> Iterator[str]:
 
 def train_command(args: argparse.Namespace) -> int:
     if not args.input and not args.tasks:
-        raise TaskmixError("give --input FILE... and/or --tasks NAME... to train on")
+        raise TaskmixError("give --input FILE... and/or --tasks NAME|FILE... to train on")
+    names, files = load_cli_tasks(args)
+    if files and not names:  # task files alone: every task they define
+        names = [name for file in files for name in file.tasks]
     missing = [name for name in args.input if not Path(name).is_file()]
     if missing:
         raise TaskmixError(f"input file not found: {', '.join(missing)}")
-    tasks = resolve_tasks(args.tasks)
+    tasks = resolve_tasks(names)
     texts = itertools.chain(file_lines(args.input), task_texts(tasks))
     path = train_sentencepiece(
         texts,

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from taskmix.cli.table import print_table
+from taskmix.cli.task_files import add_task_files_option, load_cli_tasks
+from taskmix.tables import print_table
+
+ACCEPT_HELP = (
+    "use the run's task files and data files even if they changed since it was trained "
+    "(otherwise a clear error names what changed)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,12 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. --set steps=100 --set data.batch_size=8",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_task_files_option(train)
+    train.add_argument("--accept-changed-tasks", action="store_true", help=ACCEPT_HELP)
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser("eval", help="score a run's checkpoint on tasks")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--split", default="validation")
-    evaluate.add_argument("--tasks", nargs="+", help="task names (default: the run's eval tasks)")
+    add_task_files_option(evaluate, names="tasks to score (default: the run's eval tasks)")
     evaluate.add_argument(
         "--checkpoint",
         default="last",
@@ -50,24 +58,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "log-likelihoods with --rank-classification)",
     )
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--accept-changed-tasks", action="store_true", help=ACCEPT_HELP)
     evaluate.set_defaults(func=run_eval)
 
     predict = subparsers.add_parser("predict", help="decode inputs with a run's model")
     predict.add_argument("run_dir", type=Path)
-    predict.add_argument("texts", nargs="*", help="input texts (or use --file)")
+    predict.add_argument("texts", nargs="*", help="input texts (or use --file or --task)")
     predict.add_argument("--file", type=Path, help="one input per line ('-' for stdin)")
+    predict.add_argument(
+        "--task",
+        help="predict the first -n examples of this task's --split (inputs, "
+        "prediction and target per example)",
+    )
+    predict.add_argument("--split", default="validation", help="with --task (default validation)")
+    predict.add_argument("-n", type=int, default=10, help="with --task: examples (default 10)")
     predict.add_argument("--checkpoint", default="last")
     predict.add_argument("--max-length", type=int, default=64)
+    add_task_files_option(predict)
+    predict.add_argument("--accept-changed-tasks", action="store_true", help=ACCEPT_HELP)
     predict.set_defaults(func=run_predict)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from taskmix.evaluation import task_evaluator
     from taskmix.training.config import load_config
     from taskmix.training.trainer import train
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, task_files=args.tasks)
     run_dir = args.out or Path("runs") / args.config.stem
-    state = train(config, run_dir, progress=not args.no_progress)
+    state = train(
+        config,
+        run_dir,
+        progress=not args.no_progress,
+        evaluate=task_evaluator(config),
+        accept_changed_tasks=args.accept_changed_tasks,
+    )
     print(f"run folder: {run_dir} (step {state.step}; report: {run_dir / 'report.json'})")
     if state.history:
         _print_results(state.history[-1]["results"])
@@ -86,13 +111,16 @@ def _print_results(results: dict[str, dict[str, float]]) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from taskmix.errors import TaskmixError
     from taskmix.evaluation.evaluator import evaluate_tasks
-    from taskmix.training.plan import resolve_mixture, short, vocabulary_fingerprint
+    from taskmix.training.identity import short, vocabulary_fingerprint
+    from taskmix.training.plan import resolve_mixture
     from taskmix.training.runs import load_run
 
-    model, vocabulary, config = load_run(args.run_dir, args.checkpoint)
+    accept = args.accept_changed_tasks
+    model, vocabulary, config = load_run(args.run_dir, args.checkpoint, accept_changed_tasks=accept)
+    names, _ = load_cli_tasks(args)
     models = [model]
     for other in args.ensemble:
-        member, member_vocabulary, _ = load_run(other, args.checkpoint)
+        member, member_vocabulary, _ = load_run(other, args.checkpoint, accept_changed_tasks=accept)
         mine, theirs = vocabulary_fingerprint(vocabulary), vocabulary_fingerprint(member_vocabulary)
         if mine != theirs:
             raise TaskmixError(
@@ -100,7 +128,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"{args.run_dir} ({short(mine)}); an ensemble averages over one vocabulary"
             )
         models.append(member)
-    tasks = args.tasks or config.eval.tasks
+    tasks = names or config.eval.tasks
     if not tasks:
         tasks = [t.name for t in resolve_mixture(config).tasks if t.metric_names]
     results = evaluate_tasks(
@@ -122,25 +150,38 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from taskmix.evaluation.evaluator import predict_texts
+    from taskmix.data.registry import TaskRegistry
+    from taskmix.evaluation.evaluator import eval_examples, predict_texts
     from taskmix.training.runs import load_run
 
     texts = list(args.texts)
     if args.file:
         lines = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
         texts += [line for line in lines.splitlines() if line.strip()]
-    if not texts:
-        print("taskmix: error: give input texts or --file", file=sys.stderr)
+    if not texts and not args.task:
+        print("taskmix: error: give input texts, --file or --task", file=sys.stderr)
         return 2
-    model, vocabulary, config = load_run(args.run_dir, args.checkpoint)
+    model, vocabulary, config = load_run(
+        args.run_dir, args.checkpoint, accept_changed_tasks=args.accept_changed_tasks
+    )
+    load_cli_tasks(args)
     examples = [{"inputs": vocabulary.encode(t) + [vocabulary.eos_id]} for t in texts]
+    task_examples = []
+    if args.task:
+        own_vocabulary = vocabulary if config.vocabulary != "default" else None
+        task = TaskRegistry.get(args.task)
+        _, task_examples = eval_examples(task, args.split, args.n, own_vocabulary)
     predictions = predict_texts(
         model,
-        examples,
+        examples + task_examples,
         vocabulary,
         max_decode_length=args.max_length,
         input_length=config.data.input_length,
     )
-    for prediction in predictions:
+    for prediction in predictions[: len(examples)]:
         print(prediction)
+    for example, prediction in zip(task_examples, predictions[len(examples) :], strict=True):
+        print(f"inputs:     {example['inputs_pretokenized']}")
+        print(f"prediction: {prediction}")
+        print(f"target:     {example['targets_pretokenized']}\n")
     return 0

@@ -1,12 +1,12 @@
-"""Tasks and mixtures defined in YAML, without Python (see docs/tasks.md).
+"""Tasks and mixtures defined in YAML, without Python (see docs/tasks.md): the schema of one
+entry and how it becomes a ``Task``.
 
-A YAML file holds ``tasks:`` and/or ``mixtures:``. Each task names a source, two templates
-(``inputs`` and ``targets``, with plain ``{field}`` placeholders only) and optional label or
-regression formatting; it becomes an ordinary ``Task`` whose preprocessors are a plain
-formatting function (via ``map_examples``) followed by ``tokenize``. The file is validated with
-pydantic (``extra="forbid"``); every problem is a ``ConfigError`` naming the file, the key path
-(``tasks[2].source.splits``) and what was expected. Nothing is registered unless the whole
-file is valid.
+Each task names a source, two templates (``inputs`` and ``targets``, with plain ``{field}``
+placeholders only) and optional label or regression formatting; it becomes an ordinary
+``Task`` whose preprocessors are a plain formatting function (via ``map_examples``) followed
+by ``tokenize``. Entries are validated with pydantic (``extra="forbid"``). Reading whole task
+files (with ``pretraining:`` entries and mixtures) and registering them is
+``taskmix.catalog``'s job.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ from __future__ import annotations
 import functools
 import math
 import string
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskmix.data.formatting import bin_regression, label_word, parse_regression, require
-from taskmix.data.registry import MixtureRegistry, Registry, TaskRegistry
-from taskmix.data.sources import SourceSpec, source_from_config
+from taskmix.data.source_spec import SourceSpec, source_from_config
 from taskmix.data.task import Example, Feature, Task, map_examples, tokenize, validate_name
+from taskmix.data.tokenizer import SentencePieceVocabulary
 from taskmix.data.vocabulary import ByteVocabulary, LazyVocabulary, Vocabulary
 from taskmix.errors import ConfigError, RecordError
 
@@ -173,31 +171,19 @@ def regression_postprocessor(prediction: str, example: Example) -> float:
 _VOCABULARIES: dict[str, Vocabulary] = {}
 
 
-def _load_sentencepiece(path: str) -> Vocabulary:
-    from taskmix.data.tokenizer import SentencePieceVocabulary
-
-    return SentencePieceVocabulary(path)
-
-
-def _load_default() -> Vocabulary:
-    from taskmix.data.default import default_vocabulary
-
-    return default_vocabulary()
-
-
-def vocabulary_from_config(value: str | None, base_dir: Path) -> Vocabulary:
-    """``byte``, a SentencePiece ``.model`` path, or None for the project's default vocabulary.
+def vocabulary_from_config(value: str | None, base_dir: Path, default: Vocabulary) -> Vocabulary:
+    """``byte``, a SentencePiece ``.model`` path, or None for ``default`` (the caller's, e.g.
+    the embedded default data's vocabulary, which the data layer does not know).
 
     One instance per distinct value, so tasks loaded separately still share equal features.
     """
     if value is None:
-        key, factory = "default", _load_default
-    elif value == "byte":
+        return default
+    if value == "byte":
         return _VOCABULARIES.setdefault("byte", ByteVocabulary())
-    else:
-        path = Path(value).expanduser()
-        path = (path if path.is_absolute() else base_dir / path).resolve()
-        key, factory = f"spm:{path}", functools.partial(_load_sentencepiece, str(path))
+    path = Path(value).expanduser()
+    path = (path if path.is_absolute() else base_dir / path).resolve()
+    key, factory = f"spm:{path}", functools.partial(SentencePieceVocabulary, str(path))
     if key not in _VOCABULARIES:
         _VOCABULARIES[key] = LazyVocabulary(factory)
     return _VOCABULARIES[key]
@@ -310,136 +296,14 @@ class MixtureConfig(_Spec):
         return validate_name(name, "mixture name")
 
 
-class PretrainingConfig(_Spec):
-    """A cleaned corpus as an unsupervised task, in one line:
-    ``- {name: c4_mini, corpus: data/c4_clean/, objective: span_corruption}``."""
-
-    name: str
-    corpus: str | list[str] = Field(description="cleaned JSONL/Parquet files or folders")
-    objective: str = "span_corruption"
-    input_length: int = Field(default=512, gt=0)
-    params: dict[str, float | int | bool] = Field(default_factory=dict)
-    vocabulary: str | None = None
-    description: str = ""
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return validate_name(name, "task name")
-
-
-class FileConfig(_Spec):
-    """A whole YAML file."""
-
-    tasks: list[TaskConfig] = Field(default_factory=list)
-    pretraining: list[PretrainingConfig] = Field(default_factory=list)
-    mixtures: list[MixtureConfig] = Field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- error messages
-
-
-def _key_path(loc: tuple, prefix: str = "") -> str:
-    key = prefix
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(top level)"
-
-
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The model class that validates the value at ``loc`` (to list its allowed keys)."""
-    model: type[BaseModel] | None = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model else None
-        if field is None:
-            return None
-        model = _find_model(field.annotation)
-    return model
-
-
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _find_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def describe_validation_error(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
-    """One line per problem: ``<key path>: <what was expected>``."""
-    lines = []
-    for e in err.errors():
-        loc, kind, msg = tuple(e["loc"]), e["type"], e["msg"]
-        if kind == "extra_forbidden":
-            model = _model_at(root, loc[:-1])
-            allowed = f"; expected one of: {', '.join(model.model_fields)}" if model else ""
-            msg = f"unknown key{allowed}"
-        elif kind == "missing":
-            msg = "required key is missing"
-        elif kind == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        else:
-            value = e.get("input")
-            if isinstance(value, (str, int, float, bool)) or value is None:
-                msg = f"{msg} (got {value!r})"
-        lines.append(f"{_key_path(loc, prefix)}: {msg}")
-    return "\n  ".join(lines)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice in one mapping is an error, not a silent overwrite."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_config(path: Path | str) -> FileConfig:
-    """Parse and validate a YAML file (no sources opened, nothing registered)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the config file: {err}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: (top level): expected a mapping with 'tasks' and/or 'mixtures', "
-            f"got {type(data).__name__}"
-        )
-    try:
-        return FileConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(
-            f"{path}: invalid config:\n  {describe_validation_error(err, FileConfig)}"
-        ) from None
-
-
 # --------------------------------------------------------------------------- building
 
 
-def build_task(config: TaskConfig, base_dir: Path, *, key: str = "task") -> Task:
-    """A ``Task`` from one validated ``tasks:`` entry (raises ConfigError for missing files)."""
+def build_task(
+    config: TaskConfig, base_dir: Path, *, default_vocabulary: Vocabulary, key: str = "task"
+) -> Task:
+    """A ``Task`` from one validated ``tasks:`` entry (raises ConfigError for missing files);
+    ``default_vocabulary`` serves entries without ``vocabulary:``."""
     source = source_from_config(config.source, base_dir, key=f"{key}.source")
     if config.vocabulary not in (None, "byte"):
         spm = Path(config.vocabulary).expanduser()
@@ -448,7 +312,7 @@ def build_task(config: TaskConfig, base_dir: Path, *, key: str = "task") -> Task
             raise ConfigError(
                 f"{key}.vocabulary: expected an existing SentencePiece model, {spm} not found"
             )
-    vocabulary = vocabulary_from_config(config.vocabulary, base_dir)
+    vocabulary = vocabulary_from_config(config.vocabulary, base_dir, default_vocabulary)
     formatter = TemplateFormatter(
         inputs=Template.parse(config.inputs),
         targets=Template.parse(config.targets),
@@ -477,172 +341,3 @@ def build_task(config: TaskConfig, base_dir: Path, *, key: str = "task") -> Task
         on_error=config.on_error,
         shuffle_buffer_size=config.shuffle_buffer_size,
     )
-
-
-def build_pretraining_task(config: PretrainingConfig, base_dir: Path, *, key: str) -> Task:
-    """A ``Task`` from one ``pretraining:`` entry: the corpus through an objective."""
-    from taskmix.cleaning.corpus import CorpusSource, corpus_files
-    from taskmix.objectives import make_pretraining_task
-
-    paths = [config.corpus] if isinstance(config.corpus, str) else config.corpus
-    resolved = [p if Path(p).is_absolute() else base_dir / p for p in paths]
-    try:
-        source = CorpusSource(corpus_files(resolved))
-        task = make_pretraining_task(
-            config.name,
-            source,
-            vocabulary_from_config(config.vocabulary, base_dir),
-            config.objective,
-            input_length=config.input_length,
-            **config.params,
-        )
-    except ConfigError as err:
-        raise ConfigError(f"{key}: {err}") from None
-    task.family = "pretraining"
-    task.description = config.description or f"{config.objective} over {', '.join(paths)}"
-    return task
-
-
-def _check_names(
-    config: FileConfig,
-    path: Path,
-    task_registry: Registry,
-    mixture_registry: Registry,
-    overwrite: bool,
-) -> None:
-    """Names are unique in the file and do not clash with registered ones (unless overwriting)."""
-    first: dict[str, str] = {}
-    entries = [(f"tasks[{i}]", t.name, "task") for i, t in enumerate(config.tasks)]
-    entries += [(f"pretraining[{i}]", t.name, "task") for i, t in enumerate(config.pretraining)]
-    entries += [(f"mixtures[{i}]", m.name, "mixture") for i, m in enumerate(config.mixtures)]
-    for key, name, kind in entries:
-        if name in first:
-            raise ConfigError(f"{path}: {key}.name: {name!r} is already defined at {first[name]}")
-        first[name] = key
-        same, other = (
-            (task_registry, mixture_registry)
-            if kind == "task"
-            else (mixture_registry, task_registry)
-        )
-        if name in other:
-            other_kind = "mixture" if kind == "task" else "task"
-            raise ConfigError(
-                f"{path}: {key}.name: {name!r} is already a registered {other_kind} "
-                "(tasks and mixtures share one namespace)"
-            )
-        if name in same and not overwrite:
-            raise ConfigError(
-                f"{path}: {key}.name: {kind} {name!r} is already registered (pass overwrite=True)"
-            )
-
-
-def _build_mixtures(
-    config: FileConfig,
-    path: Path,
-    tasks: dict[str, Task],
-    task_registry: Registry,
-    mixture_registry: Registry,
-) -> list:
-    """Mixtures in dependency order; components become objects, so custom registries work."""
-    from taskmix.data.mixtures import Mixture
-
-    by_name = {m.name: (i, m) for i, m in enumerate(config.mixtures)}
-    built: dict[str, Mixture] = {}
-    visiting: list[str] = []
-
-    def resolve(name: str, key: str):
-        if name in tasks:
-            return tasks[name]
-        if name in by_name:
-            return build(name)
-        if name in mixture_registry:
-            return mixture_registry.get(name)
-        if name in task_registry:
-            return task_registry.get(name)
-        raise ConfigError(
-            f"{path}: {key}: expected the name of a task or mixture defined in this file or "
-            f"registered, got {name!r}"
-        )
-
-    def build(name: str) -> Mixture:
-        if name in built:
-            return built[name]
-        i, spec = by_name[name]
-        if name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(name) :], name])
-            raise ConfigError(f"{path}: mixtures[{i}].tasks: mixtures nest in a cycle: {cycle}")
-        visiting.append(name)
-        components = []
-        for j, component in enumerate(spec.tasks):
-            obj = resolve(component.name, f"mixtures[{i}].tasks[{j}].name")
-            components.append(obj if component.rate is None else (obj, component.rate))
-        kwargs: dict[str, Any] = {"strategy": spec.strategy, "cap": spec.cap}
-        kwargs["temperature"] = spec.temperature
-        if spec.scale:
-            kwargs["scale"] = spec.scale
-        try:
-            mixture = Mixture(name, components, **kwargs)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{path}: mixtures[{i}]: {err}") from None
-        visiting.pop()
-        built[name] = mixture
-        return mixture
-
-    return [build(m.name) for m in config.mixtures]
-
-
-def load_yaml(
-    path: Path | str,
-    *,
-    task_registry: Registry = TaskRegistry,
-    mixture_registry: Registry = MixtureRegistry,
-    overwrite: bool = False,
-) -> tuple[list[Task], list]:
-    """Load, validate and register the tasks and mixtures of a YAML file.
-
-    Returns ``(tasks, mixtures)``. Relative paths resolve against the file's folder. All or
-    nothing: any problem raises ConfigError before anything is registered.
-    """
-    path = Path(path)
-    config = read_config(path)
-    base_dir = path.resolve().parent
-    _check_names(config, path, task_registry, mixture_registry, overwrite)
-    tasks: dict[str, Task] = {}
-    for i, task_config in enumerate(config.tasks):
-        try:
-            task = build_task(task_config, base_dir, key=f"tasks[{i}]")
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        task.metadata["config_file"] = str(path.resolve())
-        tasks[task.name] = task
-    for i, pretraining_config in enumerate(config.pretraining):
-        try:
-            task = build_pretraining_task(pretraining_config, base_dir, key=f"pretraining[{i}]")
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        task.metadata["config_file"] = str(path.resolve())
-        tasks[task.name] = task
-    mixtures = _build_mixtures(config, path, tasks, task_registry, mixture_registry)
-    for task in tasks.values():
-        task_registry.add(task, overwrite=overwrite)
-    for mixture in mixtures:
-        mixture_registry.add(mixture, overwrite=overwrite)
-    return list(tasks.values()), mixtures
-
-
-__all__ = [
-    "FileConfig",
-    "MixtureConfig",
-    "PretrainingConfig",
-    "TaskConfig",
-    "Template",
-    "TemplateFormatter",
-    "build_pretraining_task",
-    "build_task",
-    "describe_validation_error",
-    "label_postprocessor",
-    "load_yaml",
-    "read_config",
-    "regression_postprocessor",
-    "vocabulary_from_config",
-]

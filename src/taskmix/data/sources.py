@@ -6,41 +6,36 @@ position: record ``i`` of a split (counted over all its files, in order) belongs
 ``i % num_shards``. A malformed record becomes a ``RecordError`` handed to ``ctx.handle``, which
 raises or counts-and-skips it as the task's ``on_error`` says: nothing is dropped silently.
 
-``num_records`` counts a file once and caches the count on disk (``$TASKMIX_CACHE`` or
-``~/.cache/taskmix``), keyed by absolute path, size and modification time, because mixing rates
-need counts of files that may hold millions of lines.
+``num_records`` counts a file once and caches the count on disk (``record_counts``). The
+``source:`` block of a YAML task becomes one of these in ``source_spec``.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import glob
 import gzip
 import json
 import os
-import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-
+from taskmix.data.record_counts import cached_count
 from taskmix.data.task import Example, PreprocessContext, Source
-from taskmix.errors import ConfigError, RecordError
+from taskmix.errors import RecordError
 
 PathLike = str | os.PathLike
 SplitPaths = Mapping[str, PathLike | Sequence[PathLike]]
 _GLOB_CHARS = set("*?[")
-_COUNT_CACHE_NAME = "record_counts.json"
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_shard(shard_index: int, num_shards: int) -> None:
+def check_shard(shard_index: int, num_shards: int) -> None:
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} must be in [0, num_shards={num_shards})")
 
@@ -97,61 +92,6 @@ def _undecodable_field(raw: bytes) -> str | None:
 # --------------------------------------------------------------------------- count cache
 
 
-def cache_dir() -> Path:
-    """Where taskmix caches small derived facts (``$TASKMIX_CACHE`` or ``~/.cache/taskmix``)."""
-    root = os.environ.get("TASKMIX_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "taskmix"
-
-
-def _read_count_table(path: Path) -> dict[str, Any]:
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # missing or corrupt: ignored, and rewritten by the next count
-    return table if isinstance(table, dict) else {}
-
-
-def _write_count_table(path: Path, table: dict[str, Any]) -> None:
-    """Atomic write (temp file + os.replace): a concurrent reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record_counts.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(table, f, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def cached_count(path: Path, kind: str, count: Callable[[Path], int]) -> int:
-    """``count(path)``, cached on disk under (kind, absolute path) and checked against size+mtime.
-
-    ``kind`` separates counters that read the same file differently (lines vs CSV rows).
-    """
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{kind}:{path}"
-    table_path = cache_dir() / _COUNT_CACHE_NAME
-    entry = _read_count_table(table_path).get(key)
-    if (
-        isinstance(entry, dict)
-        and entry.get("size") == stat.st_size
-        and entry.get("mtime_ns") == stat.st_mtime_ns
-        and isinstance(entry.get("count"), int)
-    ):
-        return entry["count"]
-    n = count(path)
-    table = _read_count_table(table_path)  # re-read: keep entries other processes added
-    table[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "count": n}
-    with contextlib.suppress(OSError):  # a read-only cache only costs a recount next time
-        _write_count_table(table_path, table)
-    return n
-
-
-# --------------------------------------------------------------------------- file sources
-
-
 class FileSource(Source):
     """A source whose splits are files: a path, a list of paths, or a glob per split.
 
@@ -177,6 +117,9 @@ class FileSource(Source):
     def splits(self) -> Sequence[str]:
         return list(self._patterns)
 
+    def data_files(self) -> list[Path]:
+        return [path for split in self.splits for path in self.files(split)]
+
     def files(self, split: str) -> list[Path]:
         """The files of a split, in order (each glob expanded and sorted)."""
         self.check_split(split)
@@ -197,7 +140,7 @@ class FileSource(Source):
     def iter_records(
         self, split: str, ctx: PreprocessContext, *, shard_index: int = 0, num_shards: int = 1
     ) -> Iterator[Example]:
-        _check_shard(shard_index, num_shards)
+        check_shard(shard_index, num_shards)
         position = 0
         for path in self.files(split):
             for line, payload in self._candidates(path):
@@ -470,7 +413,7 @@ class HFDatasetSource(Source):
     def iter_records(
         self, split: str, ctx: PreprocessContext, *, shard_index: int = 0, num_shards: int = 1
     ) -> Iterator[Example]:
-        _check_shard(shard_index, num_shards)
+        check_shard(shard_index, num_shards)
         self.check_split(split)
         dataset = self._load()[split]
         prefix = self._where_prefix(split)
@@ -518,7 +461,7 @@ class FunctionSource(Source):
     def iter_records(
         self, split: str, ctx: PreprocessContext, *, shard_index: int = 0, num_shards: int = 1
     ) -> Iterator[Example]:
-        _check_shard(shard_index, num_shards)
+        check_shard(shard_index, num_shards)
         self.check_split(split)
         for i, item in enumerate(self.fn(split)):
             if i % num_shards != shard_index:
@@ -541,147 +484,6 @@ class FunctionSource(Source):
         return f"FunctionSource({self.name}, splits={self._splits!r})"
 
 
-# --------------------------------------------------------------------------- config
-
-
-class SourceSpec(BaseModel):
-    """The ``source:`` block of a YAML task.
-
-    Files: ``{type: jsonl|csv|tsv|parquet|text, splits: {train: path | [paths] | glob}}``;
-    ``delimiter``/``quotechar`` for csv/tsv and ``field`` for text. Datasets: ``{type: hf,
-    path: save_to_disk_folder}`` or ``{type: hf, hub_id: name, config: ...}`` with an optional
-    ``splits: [train, validation]``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["jsonl", "csv", "tsv", "parquet", "text", "hf"]
-    splits: Any = None
-    delimiter: str | None = None
-    quotechar: str | None = '"'
-    field: str = "text"
-    path: str | None = None
-    hub_id: str | None = None
-    config: str | None = None
-
-    @field_validator("splits")
-    @classmethod
-    def _check_splits(cls, value: Any) -> Any:
-        if value is None:
-            return value
-        if isinstance(value, list):
-            if not value or not all(isinstance(s, str) and s for s in value):
-                raise ValueError("expected a non-empty list of split names")
-            return value
-        if not isinstance(value, dict) or not value:
-            raise ValueError(
-                "expected a mapping split -> path (or list of paths, or glob), "
-                "e.g. {train: data/train.jsonl}"
-            )
-        for split, paths in value.items():
-            items = paths if isinstance(paths, list) else [paths]
-            if (
-                not isinstance(split, str)
-                or not items
-                or not all(isinstance(p, str) and p for p in items)
-            ):
-                raise ValueError(
-                    f"split {split!r}: expected a path, a list of paths or a glob, got {paths!r}"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _check_type_keys(self) -> SourceSpec:
-        given = self.model_fields_set
-        allowed = {
-            "jsonl": {"splits"},
-            "parquet": {"splits"},
-            "csv": {"splits", "delimiter", "quotechar"},
-            "tsv": {"splits", "delimiter", "quotechar"},
-            "text": {"splits", "field"},
-            "hf": {"splits", "path", "hub_id", "config"},
-        }[self.type] | {"type"}
-        extra = sorted(given - allowed)
-        if extra:
-            raise ValueError(
-                f"key(s) {extra} do not apply to type {self.type!r} (allowed: {sorted(allowed)})"
-            )
-        if self.type == "hf":
-            if (self.path is None) == (self.hub_id is None):
-                raise ValueError(
-                    "type 'hf' needs exactly one of 'path' (a save_to_disk folder) or 'hub_id'"
-                )
-            if isinstance(self.splits, dict):
-                raise ValueError("for type 'hf', 'splits' is a list of split names")
-        elif not isinstance(self.splits, dict):
-            raise ValueError(
-                f"type {self.type!r} needs 'splits': a mapping split -> path, e.g. "
-                "{train: data/train.jsonl}"
-            )
-        if self.delimiter is not None and len(self.delimiter) != 1:
-            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
-        if self.quotechar is not None and len(self.quotechar) != 1:
-            raise ValueError(f"quotechar must be one character or null, got {self.quotechar!r}")
-        return self
-
-
-def _resolve_patterns(
-    splits: dict[str, str | list[str]], base_dir: Path, key: str
-) -> dict[str, list[str]]:
-    """Paths relative to ``base_dir``; every path must exist and every glob match a file."""
-    out: dict[str, list[str]] = {}
-    for split, value in splits.items():
-        out[split] = []
-        for pattern in value if isinstance(value, list) else [value]:
-            path = Path(os.path.expanduser(pattern))
-            full = str(path if path.is_absolute() else base_dir / path)
-            if _is_glob(full):
-                if not glob.glob(full):
-                    raise ConfigError(f"{key}.splits.{split}: no file matches {full}")
-            elif not os.path.isfile(full):
-                raise ConfigError(
-                    f"{key}.splits.{split}: expected an existing file, {full} not found"
-                )
-            out[split].append(full)
-    return out
-
-
-def source_from_config(
-    spec: Mapping[str, Any] | SourceSpec, base_dir: Path | str, *, key: str = "source"
-) -> Source:
-    """Build a source from a ``source:`` config block; relative paths resolve against ``base_dir``.
-
-    Raises ConfigError naming ``key`` (and the sub-key) and what was expected.
-    """
-    if not isinstance(spec, SourceSpec):
-        try:
-            spec = SourceSpec.model_validate(spec)
-        except ValidationError as err:
-            from taskmix.data.declarative import describe_validation_error
-
-            raise ConfigError(describe_validation_error(err, SourceSpec, prefix=key)) from None
-    base_dir = Path(base_dir)
-    if spec.type == "hf":
-        if spec.hub_id is not None:
-            return HFDatasetSource(spec.hub_id, splits=spec.splits, config=spec.config)
-        folder = Path(os.path.expanduser(spec.path))
-        folder = folder if folder.is_absolute() else base_dir / folder
-        if not folder.is_dir():
-            raise ConfigError(
-                f"{key}.path: expected a datasets save_to_disk folder, {folder} not found"
-            )
-        return HFDatasetSource(folder, splits=spec.splits)
-    paths = _resolve_patterns(spec.splits, base_dir, key)
-    if spec.type == "jsonl":
-        return JsonlSource(paths)
-    if spec.type == "parquet":
-        return ParquetSource(paths)
-    if spec.type == "text":
-        return TextLineSource(paths, field=spec.field)
-    delimiter = spec.delimiter or ("\t" if spec.type == "tsv" else ",")
-    return CsvSource(paths, delimiter=delimiter, quotechar=spec.quotechar)
-
-
 __all__ = [
     "CsvSource",
     "FileSource",
@@ -689,9 +491,5 @@ __all__ = [
     "HFDatasetSource",
     "JsonlSource",
     "ParquetSource",
-    "SourceSpec",
     "TextLineSource",
-    "cache_dir",
-    "cached_count",
-    "source_from_config",
 ]

@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -173,6 +174,11 @@ class Source(ABC):
     @abstractmethod
     def num_records(self, split: str) -> int:
         """Number of records in a split (computed once, then cached)."""
+
+    def data_files(self) -> list[Path]:
+        """The local files behind every split (none for generated or hub data): what a run
+        folder records, by size and modification time, to notice data that changed later."""
+        return []
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:

@@ -12,7 +12,8 @@ import torch
 from taskmix.data.registry import TaskRegistry
 from taskmix.data.task import Task
 from taskmix.data.vocabulary import Vocabulary
-from taskmix.evaluation.metrics import compute_metrics
+from taskmix.metrics import compute_metrics
+from taskmix.models.generate import ensemble_greedy, greedy_decode, score_options
 
 
 def pad_inputs(examples: Sequence[dict[str, Any]], input_length: int) -> torch.Tensor:
@@ -45,8 +46,6 @@ def predict_texts(
 ) -> list[str]:
     """Greedy predictions as text; several models decode as a logit-averaging ensemble.
     Encoder-decoder and decoder-only (LM, prefix LM) models take the same padded inputs."""
-    from taskmix.models.generate import ensemble_greedy, greedy_decode
-
     ensemble = list(models) if isinstance(models, Sequence) else [models]
     device = next(ensemble[0].parameters()).device
     predictions: list[str] = []
@@ -71,8 +70,6 @@ def rank_classify(
 ) -> list[str]:
     """Score every label option and pick the most likely (SPEC §1's alternative to decoding).
     An ensemble averages its models' option log-likelihoods, then picks."""
-    from taskmix.models.generate import score_options
-
     ensemble = list(models) if isinstance(models, Sequence) else [models]
     options = [vocabulary.encode(label) + [vocabulary.eos_id] for label in labels]
     inputs = [[int(t) for t in ex["inputs"][:input_length]] for ex in examples]

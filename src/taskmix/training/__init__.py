@@ -1,1 +1,1 @@
-"""taskmix.training."""
+"""Training runs: config, plan, model building, the loop, checkpoints, run folders."""

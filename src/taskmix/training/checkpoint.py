@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from taskmix.errors import CheckpointError
 from taskmix.models.hf import load_weights
+from taskmix.training.identity import check_identity
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -195,21 +196,6 @@ def read_state(path: Path) -> dict[str, Any]:
         return json.loads((Path(path) / STATE_FILE).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable {STATE_FILE} ({err})") from None
-
-
-def check_identity(path: Path, saved: dict[str, str] | None, current: dict[str, str]) -> None:
-    """Refuse a checkpoint of another architecture or vocabulary (same size is not enough)."""
-    from taskmix.training.plan import short
-
-    for key, value in current.items():
-        was = (saved or {}).get(key)
-        if was is not None and was != value:
-            if key == "vocabulary":
-                raise CheckpointError(
-                    f"{path}: written with another vocabulary ({short(was)}) than this run's "
-                    f"({short(value)}); did the tokenizer file change? Use the one it was trained with"
-                )
-            raise CheckpointError(f"{path}: saved with {key} {was!r}, this run has {value!r}")
 
 
 def load_checkpoint(

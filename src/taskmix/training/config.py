@@ -8,13 +8,14 @@ name the key and what was expected; names (presets, tasks, metrics...) are check
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskmix.errors import ConfigError
+from taskmix.yamlconf import apply_assignments, read_yaml_file, validate
 
 
 class Strict(BaseModel):
@@ -82,6 +83,9 @@ class TrainConfig(Strict):
     steps: int = Field(1000, gt=0)
     grad_accum: int = Field(1, gt=0)
     vocabulary: str = "default"  # default | byte | path to a .model or HF tokenizer folder
+    # Task files (YAML or Python) whose tasks and mixtures this run may name, besides the
+    # default ones; relative paths resolve against the config file's folder.
+    tasks: list[str] = Field(default_factory=list)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
     threads: int | None = Field(None, gt=0)
@@ -95,6 +99,9 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _check_paths(self) -> TrainConfig:
+        for i, task_file in enumerate(self.tasks):
+            if not Path(task_file).is_file():
+                raise ValueError(f"tasks[{i}]: no such task file {task_file!r}")
         if self.model.init_from and not Path(self.model.init_from).exists():
             raise ValueError(f"model.init_from: no such file or folder {self.model.init_from!r}")
         vocab = self.vocabulary
@@ -105,49 +112,29 @@ class TrainConfig(Strict):
         return self
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``file: key.path: message (got value)``."""
-    lines = []
-    for problem in err.errors():
-        key = ".".join(str(p) for p in problem["loc"]) or "<top level>"
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in problem and problem["type"] != "missing":
-            message += f" (got {problem['input']!r})"
-        lines.append(f"{source}: {key}: {message}")
-    return "\n".join(lines)
-
-
 def parse_config(data: Any, source: str = "<config>") -> TrainConfig:
-    if data is None:
-        data = {}
+    return validate(TrainConfig, data, source)
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, task_files: Sequence[str] = ()
+) -> TrainConfig:
+    """Read a YAML config strictly; ``overrides`` are ``--set key.path=value`` strings and
+    ``task_files`` (``--tasks``, relative to the working folder) are added to ``tasks:``."""
+    file = read_yaml_file(path)
+    data = file.data or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    data = apply_assignments(data, overrides or [])
+    if isinstance(data.get("tasks"), list):  # relative to the config file, as users expect
+        data["tasks"] = [_relative_to(path, item) for item in data["tasks"]]
+    if task_files:
+        data["tasks"] = [*data.get("tasks", []), *(str(Path(f).resolve()) for f in task_files)]
+    return validate(TrainConfig, data, str(path), file)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config; ``overrides`` are ``key.path=value`` strings (values parsed as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key.path=value")
-        target = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a mapping")
-        target[leaf] = yaml.safe_load(value)
-    return parse_config(data, str(path))
+def _relative_to(config_path: str | Path, item: Any) -> Any:
+    if not isinstance(item, str):
+        return item  # validation names the key and the type
+    path = Path(item).expanduser()
+    return str(path if path.is_absolute() else (Path(config_path).parent / path).resolve())

@@ -5,18 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
 
+from taskmix.catalog import TaskFile, load_task_files
+from taskmix.catalog.records import load_run_tasks, read_manifest
 from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import CheckpointError
+from taskmix.models import T5Config, build_model
+from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.checkpoint import (
-    CheckpointError,
     latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint,
     read_state,
 )
 from taskmix.training.config import TrainConfig, parse_config
-from taskmix.training.plan import load_vocabulary, run_identity
+from taskmix.training.identity import run_identity
+from taskmix.yamlconf import read_yaml_file
 
 
 def find_checkpoint(run_dir: Path, which: str = "last", metric: str = "average") -> Path:
@@ -60,7 +64,8 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: not a taskmix run folder (no config.yaml)")
-    return parse_config(yaml.safe_load(path.read_text()), str(path))
+    file = read_yaml_file(path)
+    return parse_config(file.data, str(path))
 
 
 def load_run(
@@ -69,26 +74,35 @@ def load_run(
     *,
     metric: str = "average",
     device: str | None = None,
+    accept_changed_tasks: bool = False,
 ) -> tuple[torch.nn.Module, Vocabulary, TrainConfig]:
     """A checkpoint's model (eval mode), the run's vocabulary and config. A vocabulary that
-    changed since the checkpoint was written (same path, other tokenizer) is an error."""
-    from taskmix.models import T5Config, build_model
-    from taskmix.training.trainer import build_model_for
+    changed since the checkpoint was written (same path, other tokenizer) is an error.
 
+    The run's task files are registered too, from the run's record of them
+    (``taskmix.catalog.records``): a task file or data file that changed since is an error
+    unless ``accept_changed_tasks``."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    load_run_task_files(run_dir, config, accept_changes=accept_changed_tasks)
     vocabulary = load_vocabulary(config.vocabulary)
     path = find_checkpoint(run_dir, checkpoint, metric)
     saved = read_state(path).get("model_config")
     if saved is not None:  # the exact shape, also of a run whose shape came from init_from
         model = build_model(T5Config.from_dict(saved))
-    else:
-        config_for_build = config.model_copy(
-            update={"model": config.model.model_copy(update={"init_from": None})}
-        )
-        model = build_model_for(config_for_build, vocabulary)
+    else:  # a checkpoint from before model_config was saved: a run without init_from
+        model = build_model(model_config(config, vocabulary))
     load_checkpoint(path, model, identity=run_identity(config, vocabulary))
     model.eval()
     if device:
         model.to(device)
     return model, vocabulary, config
+
+
+def load_run_task_files(
+    run_dir: Path, config: TrainConfig, *, accept_changes: bool = False
+) -> list[TaskFile]:
+    """Register the default tasks and the run's task files (as recorded; a run from before
+    records were kept loads its config's ``tasks:`` paths)."""
+    defaults_and_configured = load_task_files([] if read_manifest(run_dir) else config.tasks)
+    return defaults_and_configured + load_run_tasks(run_dir, accept_changes=accept_changes)

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +22,14 @@ import numpy as np
 import torch
 import yaml
 
-from taskmix.data.feature_converters import (
-    DecoderOnlyFeatureConverter,
-    EncDecFeatureConverter,
-    FeatureConverter,
-    PrefixLMFeatureConverter,
-    to_torch,
-)
+from taskmix.catalog.records import record_task_files
+from taskmix.data.feature_converters import to_torch
 from taskmix.data.task import stable_seed
-from taskmix.data.vocabulary import Vocabulary
-from taskmix.errors import ConfigError
+from taskmix.errors import CheckpointError
 from taskmix.training.allocator import keep_freed_memory
 from taskmix.training.batches import REPORT_KINDS, BatchStream, non_pad_tokens
+from taskmix.training.build import make_converter
 from taskmix.training.checkpoint import (
-    CheckpointError,
     atomic_write_text,
     latest_valid_checkpoint,
     list_checkpoints,
@@ -48,31 +40,16 @@ from taskmix.training.checkpoint import (
     set_rng_state,
 )
 from taskmix.training.config import TrainConfig
+from taskmix.training.distributed import Distributed
+from taskmix.training.log import JsonlLog
 from taskmix.training.optim import make_optimizer, make_schedule, set_lr
-from taskmix.training.plan import (  # noqa: F401 - load_vocabulary, resolve_mixture: public here too
-    RunPlan,
-    load_vocabulary,
-    locate_pretrained,
-    model_config,
-    plan_run,
-    resolve_mixture,
-)
+from taskmix.training.plan import RunPlan, plan_run
+from taskmix.training.pretrained import build_model_for
+from taskmix.training.scores import Evaluate, RunState, evaluate_and_track
+from taskmix.yamlconf import read_yaml
 
 # The progress bar's throughput: real input + target tokens, as bench/train_throughput.py counts.
 TOKENS_LABEL = "tok/s (in+tgt)"
-
-
-@dataclass
-class RunState:
-    """What the loop carries between steps besides the model and optimizer."""
-
-    step: int = 0
-    best: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, checkpoint}
-    history: list[dict[str, Any]] = field(default_factory=list)  # evaluation results
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -88,160 +65,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_converter(config: TrainConfig, architecture: str) -> FeatureConverter:
-    data = config.data
-    if architecture in ("encoder_decoder", "shared_encoder_decoder"):
-        return EncDecFeatureConverter(
-            data.input_length, data.target_length, pack=data.pack, overflow=data.overflow
-        )
-    length = data.input_length + data.target_length
-    if architecture == "prefix_lm":
-        return PrefixLMFeatureConverter(length, pack=data.pack, overflow=data.overflow)
-    return DecoderOnlyFeatureConverter(length, pack=data.pack, overflow=data.overflow)
-
-
-def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Module:
-    """A fresh model of the configured preset, or the weights named by ``model.init_from``."""
-    from taskmix.models import build_model
-
-    if config.model.init_from:
-        model = load_pretrained(config.model.init_from)
-        model.set_dropout(config.model.dropout_rate)
-        if model.config.vocab_size < vocabulary.vocab_size:
-            raise ConfigError(
-                f"model.init_from: the checkpoint's vocabulary has {model.config.vocab_size} ids, "
-                f"the configured vocabulary needs {vocabulary.vocab_size}"
-            )
-        return model
-    return build_model(model_config(config, vocabulary))
-
-
-def load_pretrained(path: str | Path) -> torch.nn.Module:
-    """Weights to start from: a taskmix run folder (its last checkpoint), one of its checkpoint
-    folders, or a HF T5 folder (``plan.locate_pretrained``)."""
-    from taskmix.training.runs import load_run
-
-    run_dir, which = locate_pretrained(Path(path))
-    if which is None:
-        from taskmix.models.hf import load_hf_checkpoint
-
-        return load_hf_checkpoint(run_dir)
-    return load_run(run_dir, which)[0]
-
-
-class JsonlLog:
-    """Append-only metrics log. On resume, lines past the checkpoint's step are dropped first,
-    so the log reads as one uninterrupted run. Optionally mirrored to TensorBoard."""
-
-    def __init__(self, path: Path, resume_step: int, tensorboard: bool = False):
-        self.path = path
-        self.tensorboard = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError(
-                    "tensorboard: true needs the tensorboard package (pip install 'taskmix[tensorboard]')"
-                ) from None
-            self.tensorboard = SummaryWriter(
-                str(path.parent / "tensorboard"), purge_step=resume_step + 1
-            )
-        if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
-        self.file = open(path, "a")  # noqa: SIM115 - closed in close()
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tensorboard is not None:
-            step = record["step"]
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.tensorboard.add_scalar(
-                        f"train/{key}" if key != "average" else "eval/average", value, step
-                    )
-            for task, metrics in record.get("eval", {}).items():
-                for metric, value in metrics.items():
-                    self.tensorboard.add_scalar(f"eval/{task}/{metric}", value, step)
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-
-@dataclass
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = field(default_factory=pick_device)
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size == 1:
-            return cls()
-        import torch.distributed as dist
-
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-            device = torch.device("cuda", local_rank)
-        else:
-            device = torch.device("cpu")
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(rank=dist.get_rank(), world_size=world_size, device=device)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, value: float) -> float:
-        if self.world_size == 1:
-            return value
-        import torch.distributed as dist
-
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return float(tensor.item())
-
-    def gather(self, obj: Any) -> list[Any]:
-        if self.world_size == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
 def train(
     config: TrainConfig,
     run_dir: str | Path,
     *,
     progress: bool = True,
-    evaluate_fn=None,
+    evaluate: Evaluate | None = None,
+    accept_changed_tasks: bool = False,
 ) -> RunState:
     """Train (or resume) a run in ``run_dir``; returns the final state.
 
     Under ``torchrun`` each rank reads its own shard of every task and gradients are averaged
     by DDP; rank 0 evaluates and writes checkpoints holding every rank's data and RNG state.
-    ``evaluate_fn(model, vocabulary, step) -> {task: {metric: value}}`` is called every
-    ``eval.every`` steps and at the end; by default the eval tasks are scored.
+    ``evaluate(model, vocabulary, step) -> {task: {metric: value}}`` is called every
+    ``eval.every`` steps and at the end (``taskmix.evaluation.task_evaluator(config)`` scores
+    the config's eval tasks); without it the run trains and checkpoints only.
     """
     run_dir = Path(run_dir)
     job = Distributed.from_env()
@@ -249,6 +87,7 @@ def train(
     if job.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_or_check_config(config, run_dir)
+        record_task_files(run_dir, plan.task_files, accept_changes=accept_changed_tasks)
     job.barrier()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -282,9 +121,6 @@ def train(
     batches = BatchStream(
         stream, make_converter(config, config.model.architecture), config.data.batch_size
     )
-    if evaluate_fn is None:
-        evaluate_fn = _default_evaluator(config, plan.eval_tasks)
-
     state = RunState()
     checkpoints = run_dir / "checkpoints"
     latest, problems = latest_valid_checkpoint(checkpoints)
@@ -351,10 +187,10 @@ def train(
 
             evaluating = bool(config.eval.every) and state.step % config.eval.every == 0
             new_best = False
-            if evaluating or at_end:
+            if (evaluating or at_end) and evaluate is not None:
                 improved = set()
                 if job.is_main:
-                    improved = _evaluate(evaluate_fn, model, vocabulary, state, log, write)
+                    improved = evaluate_and_track(evaluate, model, vocabulary, state, log, write)
                 # Every rank takes part in a checkpoint, so every rank must learn of a new best.
                 new_best = job.sum(float(bool(improved & tracked))) > 0
             checkpointing = state.step % config.checkpoint.every == 0 or at_end or new_best
@@ -420,57 +256,6 @@ def _clip(model: torch.nn.Module, clip_norm: float | None) -> float:
     if clip_norm is None:
         return float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
     return float(torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True))
-
-
-def _evaluate(evaluate_fn, model, vocabulary, state: RunState, log: JsonlLog, write) -> set[str]:
-    """Score the tasks, print one table, update the bests; returns the score names that
-    improved. RNG states are put back so evaluating never changes training."""
-    saved = rng_state()
-    model.eval()
-    results = evaluate_fn(model, vocabulary, state.step)
-    set_rng_state(saved)
-    if not results:
-        return set()
-    scores = score_names(results)
-    state.history.append({"step": state.step, "results": results, "average": scores["average"]})
-    log.write({"step": state.step, "eval": results, "average": scores["average"]})
-    write(format_eval_table(state.step, results, scores))
-    improved = set()
-    for name, value in scores.items():
-        best = state.best.get(name)
-        if best is None or value > best["value"]:
-            state.best[name] = {"value": value, "step": state.step}
-            improved.add(name)
-    return improved
-
-
-def score_names(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Every score a best is kept for: ``task/metric``, ``task`` (the mean of its metrics) and
-    ``average`` (the mean over tasks of those means)."""
-    scores = {
-        f"{task}/{metric}": value
-        for task, metrics in results.items()
-        for metric, value in metrics.items()
-    }
-    per_task = {task: float(np.mean(list(m.values()))) for task, m in results.items()}
-    scores.update(per_task)
-    scores["average"] = float(np.mean(list(per_task.values())))
-    return scores
-
-
-def format_eval_table(
-    step: int, results: dict[str, dict[str, float]], scores: dict[str, float]
-) -> str:
-    """A compact table: one line per task with its mean score and each metric."""
-    width = max(len("task"), *(len(task) for task in results))
-    lines = [
-        f"eval at step {step}: average {scores['average']:.1f}",
-        f"  {'task':<{width}}  score  metrics",
-    ]
-    for task, metrics in results.items():
-        values = "  ".join(f"{metric} {value:.1f}" for metric, value in metrics.items())
-        lines.append(f"  {task:<{width}}  {scores[task]:5.1f}  {values}")
-    return "\n".join(lines)
 
 
 def _checkpoint(
@@ -556,7 +341,7 @@ def _write_or_check_config(config: TrainConfig, run_dir: Path) -> None:
     path = run_dir / "config.yaml"
     current = config.model_dump(mode="json")
     if path.exists():
-        existing = yaml.safe_load(path.read_text()) or {}
+        existing = read_yaml(path) or {}
         changed = [k for k in RUN_DEFINING_KEYS if existing.get(k) != current.get(k)]
         if changed and list_checkpoints(run_dir / "checkpoints"):
             raise CheckpointError(
@@ -564,22 +349,3 @@ def _write_or_check_config(config: TrainConfig, run_dir: Path) -> None:
                 "use a new run folder or the same config"
             )
     atomic_write_text(path, yaml.safe_dump(current, sort_keys=False))
-
-
-def _default_evaluator(config: TrainConfig, tasks: list[str]):
-    from taskmix.evaluation.evaluator import evaluate_tasks
-
-    def evaluate(model, vocabulary, step):
-        return evaluate_tasks(
-            model,
-            tasks,
-            vocabulary=vocabulary if config.vocabulary != "default" else None,
-            split=config.eval.split,
-            max_examples=config.eval.max_examples,
-            batch_size=config.eval.batch_size,
-            max_decode_length=config.eval.max_decode_length,
-            input_length=config.data.input_length,
-            rank_classification=config.eval.rank_classification,
-        )
-
-    return evaluate

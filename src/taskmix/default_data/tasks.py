@@ -9,9 +9,9 @@ change the mixture visibly. Validation and test hold ``clamp(train // 8, 20, 400
 from __future__ import annotations
 
 from taskmix.data import postprocessors as post
-from taskmix.data.default import tasks_facts as tf
-from taskmix.data.default import tasks_other as to
-from taskmix.data.default.spec import TaskSpec
+from taskmix.default_data import tasks_facts as tf
+from taskmix.default_data import tasks_other as to
+from taskmix.default_data.spec import TaskSpec
 
 FAMILIES = (
     "summarization",

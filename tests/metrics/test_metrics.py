@@ -1,6 +1,6 @@
 import pytest
 
-from taskmix.evaluation.metrics import METRICS, compute_metrics, normalize_answer
+from taskmix.metrics import METRICS, compute_metrics, normalize_answer
 
 
 def test_accuracy_counts_junk_as_wrong():

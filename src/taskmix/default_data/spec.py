@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskmix.data.default.world import World
 from taskmix.data.formatting import format_fields, require_text
+from taskmix.default_data.world import World
 
 Record = dict[str, Any]
 Splits = dict[str, list[Record]]

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskmix.data import postprocessors as post
-from taskmix.data.default import (
+from taskmix.data.vocabulary import EOS_ID
+from taskmix.default_data import (
     CORPUS_TASK,
     DEFAULT_CAP,
     FAMILIES,
@@ -22,19 +23,20 @@ from taskmix.data.default import (
     default_vocabulary,
     register_default_tasks,
 )
-from taskmix.data.default import generate as gen
-from taskmix.data.default.chance import chance_scores
-from taskmix.data.default.docs import render_markdown
-from taskmix.data.default.spec import SPLITS
-from taskmix.data.default.tasks_facts import to_zarnic
-from taskmix.data.vocabulary import EOS_ID
+from taskmix.default_data import generate as gen
+from taskmix.default_data.docs import render_markdown
+from taskmix.default_data.spec import SPLITS
+from taskmix.default_data.tasks_facts import to_zarnic
 from taskmix.errors import TaskmixError
+from taskmix.metrics.chance import chance_scores
 
 METRICS = {
     "accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman", "squad_em", "squad_f1",
     "exact_match", "bleu", "rouge1", "rouge2", "rougeLsum",
 }  # fmt: skip
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.usefixtures("default_tasks")
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +248,7 @@ def test_docs_page_matches_the_generated_data(cache):
         assert f"`{spec.name}`" in text
     page = REPO / "docs" / "default_data.md"
     assert page.read_text(encoding="utf-8") == text, (
-        "docs/default_data.md is stale: python -m taskmix.data.default.docs docs/default_data.md"
+        "docs/default_data.md is stale: python -m taskmix.default_data.docs docs/default_data.md"
     )
 
 

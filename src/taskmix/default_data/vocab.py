@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from taskmix.data.default.generate import corpus_files, ensure_data, task_files
-from taskmix.data.default.tasks import SPECS
 from taskmix.data.vocabulary import LazyVocabulary, Vocabulary
+from taskmix.default_data.generate import corpus_files, ensure_data, task_files
+from taskmix.default_data.tasks import SPECS
 
 VOCAB_SIZE = 1400
 TEXTS_PER_TASK = 300
@@ -66,7 +66,7 @@ def model_path(seed: int = 0) -> Path:
 
 def default_vocabulary(seed: int = 0) -> Vocabulary:
     """The shared vocabulary of the default tasks (one object per data folder)."""
-    from taskmix.data.default.generate import data_dir
+    from taskmix.default_data.generate import data_dir
 
     key = data_dir(seed)
     if key not in _cache:

@@ -18,11 +18,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from taskmix.cli.table import print_table
+from taskmix.catalog import load_task_files
 from taskmix.data.registry import TaskRegistry
 from taskmix.data.task import Task
+from taskmix.data.tokenizer import train_sentencepiece
+from taskmix.default_data import PRETRAIN_MIXTURE, ensure_data
+from taskmix.default_data.vocab import VOCAB_SIZE, training_texts
+from taskmix.evaluation import task_evaluator
+from taskmix.evaluation.evaluator import evaluate_task
+from taskmix.metrics.chance import chance_scores
+from taskmix.tables import print_table
 from taskmix.training.checkpoint import atomic_write_text
 from taskmix.training.config import parse_config
+from taskmix.training.runs import load_run
 from taskmix.training.trainer import train
 
 HELD_OUT_TASK = "translate_en_zarnic"
@@ -113,12 +121,6 @@ def _config(
 def run_demo(
     out: Path, *, size: str = "full", seed: int = 0, progress: bool = True
 ) -> dict[str, Any]:
-    from taskmix.data.default import PRETRAIN_MIXTURE, ensure_data
-    from taskmix.data.default.vocab import VOCAB_SIZE, training_texts
-    from taskmix.data.tokenizer import train_sentencepiece
-    from taskmix.evaluation.evaluator import evaluate_task
-    from taskmix.training.runs import load_run
-
     shape = SIZES[size]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,7 @@ def run_demo(
 
     step("data", "1/5 default data")
     root = ensure_data(0)
+    load_task_files()  # the default tasks
     in_mixture = [t for t in TaskRegistry if t.metadata.get("in_mixture")]
     print(f"{len(list(TaskRegistry))} tasks in {root}; {len(in_mixture)} in the default mixture")
 
@@ -152,7 +155,9 @@ def run_demo(
         ),
         "demo pre-training config",
     )
-    pre_state = train(pre_config, out / "pretrain", progress=progress)
+    pre_state = train(
+        pre_config, out / "pretrain", progress=progress, evaluate=task_evaluator(pre_config)
+    )
 
     step("finetune", f"4/5 fine-tuning on {HELD_OUT_TASK} (not in the pre-training mixture)")
     ft_config = parse_config(
@@ -168,7 +173,9 @@ def run_demo(
         ),
         "demo fine-tuning config",
     )
-    ft_state = train(ft_config, out / "finetune", progress=progress)
+    ft_state = train(
+        ft_config, out / "finetune", progress=progress, evaluate=task_evaluator(ft_config)
+    )
 
     step("evaluate", f"5/5 evaluation ({EVAL_SPLIT} split)")
     pre_model, vocabulary, _ = load_run(out / "pretrain")
@@ -229,7 +236,6 @@ def run_demo(
 def chance_level(task: Task, split: str, max_examples: int) -> dict[str, float]:
     """What always answering the most frequent training target scores on the very examples
     the model is scored on (the first ``max_examples`` of ``split``), so the two compare."""
-    from taskmix.data.default.chance import chance_scores
 
     def targets(name: str, limit: int | None = None) -> list[str]:
         examples = task.get_dataset(name, pretokenized=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from taskmix.data.default.world import Fact, World, statement
 from taskmix.data.task import stable_seed
+from taskmix.default_data.world import Fact, World, statement
 
 TRAIN_DOCS = 3000
 VALIDATION_DOCS = 200

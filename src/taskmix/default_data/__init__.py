@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import warnings
 
-from taskmix.data.default.generate import VERSION, data_dir, ensure_data, load_manifest
-from taskmix.data.default.tasks import FAMILIES, SPECS
-from taskmix.data.default.vocab import default_vocabulary
+from taskmix.data.mixtures import Mixture
+from taskmix.data.registry import MixtureRegistry, Registry, TaskRegistry
+from taskmix.data.sources import JsonlSource
 from taskmix.data.task import Example, Feature, Task, map_examples, tokenize
+from taskmix.default_data.generate import (
+    VERSION,
+    corpus_files,
+    data_dir,
+    ensure_data,
+    load_manifest,
+    task_files,
+)
+from taskmix.default_data.tasks import FAMILIES, SPECS
+from taskmix.default_data.vocab import default_vocabulary
+from taskmix.objectives import make_pretraining_task
 
 __all__ = [
     "CORPUS_TASK",
@@ -67,9 +78,6 @@ def _corpus_to_targets(record: Example) -> Example:
 
 def default_tasks(seed: int = 0) -> list[Task]:
     """The default tasks of ``seed`` (generating the data if needed), corpus task last."""
-    from taskmix.data.default.generate import corpus_files, task_files
-    from taskmix.data.sources import JsonlSource
-
     root = ensure_data(seed)
     manifest = load_manifest(seed)
     vocab = default_vocabulary(seed)
@@ -114,10 +122,6 @@ def default_tasks(seed: int = 0) -> list[Task]:
 
 def span_corruption_task(seed: int = 0) -> Task:
     """T5's span corruption (density 0.15, mean span 3) over the world corpus."""
-    from taskmix.data.default.generate import corpus_files
-    from taskmix.data.sources import JsonlSource
-    from taskmix.objectives import make_pretraining_task
-
     files = corpus_files(ensure_data(seed))
     task = make_pretraining_task(
         SPAN_CORRUPTION_TASK,
@@ -132,10 +136,7 @@ def span_corruption_task(seed: int = 0) -> Task:
     return task
 
 
-_registered = False
-
-
-def _add(registry, item) -> None:
+def _add(registry: Registry, item) -> None:
     """Register ``item`` unless the user already registered that name (theirs wins, loudly)."""
     if item.name in registry:
         warnings.warn(
@@ -146,36 +147,49 @@ def _add(registry, item) -> None:
     registry.add(item)
 
 
-def register_default_tasks() -> None:
-    """Add the default tasks and mixtures to the registries; calling it again does nothing."""
-    global _registered
-    if _registered:
-        return
-    _registered = True  # first, so a registry read below cannot re-enter
-    from taskmix.data.mixtures import Mixture
-    from taskmix.data.registry import MixtureRegistry, TaskRegistry
+def register_default_tasks(
+    task_registry: Registry = TaskRegistry, mixture_registry: Registry = MixtureRegistry
+) -> None:
+    """Add the default tasks and mixtures to the registries (the global ones unless given).
 
-    try:
-        for task in default_tasks(0):
-            _add(TaskRegistry, task)
-        in_mixture = [s.name for s in SPECS if s.in_mixture]
-        _add(
-            MixtureRegistry,
-            Mixture("default", in_mixture, strategy="proportional", cap=DEFAULT_CAP),
+    Called explicitly by whoever wants them (``taskmix.catalog`` for every command); calling it
+    again for the same registries does nothing.
+    """
+    key = (id(task_registry), id(mixture_registry))
+    if key in _REGISTERED:
+        return
+    for task in default_tasks(0):
+        _add(task_registry, task)
+    _add(task_registry, span_corruption_task(0))
+    in_mixture = [s.name for s in SPECS if s.in_mixture]
+    mixtures = [
+        Mixture(
+            "default",
+            [task_registry.get(n) for n in in_mixture],
+            strategy="proportional",
+            cap=DEFAULT_CAP,
         )
-        _add(TaskRegistry, span_corruption_task(0))
-        _add(
-            MixtureRegistry,
+    ]
+    mixtures.append(
+        Mixture(
+            PRETRAIN_MIXTURE,
+            [(task_registry.get(SPAN_CORRUPTION_TASK), 1.0), (mixtures[0], 3.0)],
+            strategy="explicit",
+        )
+    )
+    for family in FAMILIES:
+        names = [s.name for s in SPECS if s.in_mixture and s.family == family]
+        mixtures.append(
             Mixture(
-                PRETRAIN_MIXTURE,
-                [(SPAN_CORRUPTION_TASK, 1.0), ("default", 3.0)],
-                strategy="explicit",
-            ),
+                f"family_{family}",
+                [task_registry.get(n) for n in names],
+                strategy="proportional",
+                cap=DEFAULT_CAP,
+            )
         )
-        for family in FAMILIES:
-            names = [s.name for s in SPECS if s.in_mixture and s.family == family]
-            mixture = Mixture(f"family_{family}", names, strategy="proportional", cap=DEFAULT_CAP)
-            _add(MixtureRegistry, mixture)
-    except BaseException:
-        _registered = False
-        raise
+    for mixture in mixtures:
+        _add(mixture_registry, mixture)
+    _REGISTERED.add(key)
+
+
+_REGISTERED: set[tuple[int, int]] = set()  # (task, mixture) registries that have the defaults

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
-from taskmix.data.default.spec import Record, Splits, grouped_splits, lower_first, unique_splits
-from taskmix.data.default.world import RELATIONS, Fact, World, question, statement
 from taskmix.data.formatting import bin_regression
+from taskmix.default_data.spec import Record, Splits, grouped_splits, lower_first, unique_splits
+from taskmix.default_data.world import RELATIONS, Fact, World, question, statement
 
 
 def _other_value(world: World, fact: Fact, rng: random.Random) -> str:

@@ -22,21 +22,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from taskmix.data.default.chance import chance_scores
-from taskmix.data.default.corpus import build_corpus
-from taskmix.data.default.spec import SPLITS, TaskSpec
-from taskmix.data.default.tasks import SPECS
-from taskmix.data.default.world import build_world
+from taskmix.data.record_counts import cache_dir
 from taskmix.data.task import stable_seed
+from taskmix.default_data.corpus import build_corpus
+from taskmix.default_data.spec import SPLITS, TaskSpec
+from taskmix.default_data.tasks import SPECS
+from taskmix.default_data.world import build_world
 from taskmix.errors import TaskmixError
+from taskmix.metrics.chance import chance_scores
 
 VERSION = 2
 MANIFEST = "manifest.json"
-
-
-def cache_root() -> Path:
-    """``$TASKMIX_CACHE`` or ``~/.cache/taskmix``."""
-    return Path(os.environ.get("TASKMIX_CACHE") or "~/.cache/taskmix").expanduser()
 
 
 def _check_seed(seed: int) -> int:
@@ -47,7 +43,7 @@ def _check_seed(seed: int) -> int:
 
 def data_dir(seed: int = 0) -> Path:
     """Where the default data of ``seed`` lives (it may not be generated yet: ``ensure_data``)."""
-    return cache_root() / "default_data" / f"v{VERSION}-seed{_check_seed(seed)}"
+    return cache_dir() / "default_data" / f"v{VERSION}-seed{_check_seed(seed)}"
 
 
 def task_files(root: Path, name: str) -> dict[str, Path]:

@@ -4,7 +4,9 @@ from itertools import islice
 import pytest
 
 from taskmix.data.registry import TaskRegistry
-from taskmix.training.demo import chance_level
+from taskmix.recipes.demo import chance_level
+
+pytestmark = pytest.mark.usefixtures("default_tasks")
 
 
 def test_chance_is_the_majority_answer_scored_on_the_evaluated_split():

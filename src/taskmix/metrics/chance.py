@@ -2,7 +2,7 @@
 
 The trivial predictor always outputs the most frequent training target (the majority class for
 classification; ties go to the alphabetically first). It is scored with the same metrics as a
-model (``taskmix.evaluation.metrics``), so a constant prediction earns 0 Pearson/Spearman/MCC.
+model (``taskmix.metrics``), so a constant prediction earns 0 Pearson/Spearman/MCC.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def chance_scores(
     positive_label: str | None = None,
 ) -> dict[str, float]:
     """``{metric: score}`` of the constant most-frequent-target predictor on ``test_targets``."""
-    from taskmix.evaluation.metrics import compute_metrics
+    from taskmix.metrics import compute_metrics
 
     guess = most_frequent(train_targets)
     scores = compute_metrics(

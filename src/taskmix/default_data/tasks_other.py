@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
-from taskmix.data.default.spec import Record, Splits, unique_splits
-from taskmix.data.default.world import CATEGORIES, COLOURS, PRICES, World, articles, statement
+from taskmix.default_data.spec import Record, Splits, unique_splits
+from taskmix.default_data.world import CATEGORIES, COLOURS, PRICES, World, articles, statement
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -204,7 +204,7 @@ def build_dialog_act(world: World, rng: random.Random, sizes: dict[str, int]) ->
 
 
 def build_knowledge_reply(world: World, rng: random.Random, sizes: dict[str, int]) -> Splits:
-    from taskmix.data.default.world import question
+    from taskmix.default_data.world import question
 
     def one(rng: random.Random) -> Record:
         facts = rng.sample(world.facts, 3)
@@ -391,7 +391,7 @@ BEHAVIOUR = {
 def build_animal_sense(world: World, rng: random.Random, sizes: dict[str, int]) -> Splits:
     """From a described animal, pick the behaviour that follows from one of its traits."""
     new_person = _NewPeople(world)
-    from taskmix.data.default.world import DIETS, HABITATS, SIZES
+    from taskmix.default_data.world import DIETS, HABITATS, SIZES
 
     pools = {"diet": DIETS, "habitat": HABITATS, "size": SIZES}
 

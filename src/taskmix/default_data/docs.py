@@ -1,6 +1,6 @@
 """Render docs/default_data.md from the generated data, so the page always matches the code.
 
-python -m taskmix.data.default.docs docs/default_data.md
+python -m taskmix.default_data.docs docs/default_data.md
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from taskmix.data.default import DEFAULT_CAP, FAMILIES, SPECS, VERSION, load_manifest
-from taskmix.data.default.world import RELATIONS, build_world
+from taskmix.default_data import DEFAULT_CAP, FAMILIES, SPECS, VERSION, load_manifest
+from taskmix.default_data.world import RELATIONS, build_world
 
 INTRO = """# The embedded default data
 
 taskmix downloads nothing: it **generates** its default data, deterministically from a seed
-(`taskmix.data.default`, data version {version}). Everything is invented; nothing is copied.
+(`taskmix.default_data`, data version {version}). Everything is invented; nothing is copied.
 The files are written on first use to `$TASKMIX_CACHE/default_data/v{version}-seed<seed>`
 (default `~/.cache/taskmix`), through a temporary folder renamed into place when complete.
 

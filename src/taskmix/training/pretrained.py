@@ -1,0 +1,117 @@
+"""Weights to start from: ``model.init_from`` names a taskmix run folder (its last checkpoint),
+one of its checkpoint folders, or a Hugging Face T5 folder.
+
+``check_init_from`` reads only what it needs (identity, config, embedding shape) so a wrong
+architecture or vocabulary fails before any work; ``build_model_for`` then builds the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from taskmix.data.vocabulary import Vocabulary
+from taskmix.errors import ConfigError, TaskmixError
+from taskmix.models import T5Config, build_model
+from taskmix.models.hf import load_hf_checkpoint
+from taskmix.training.build import load_vocabulary, model_config
+from taskmix.training.checkpoint import read_state
+from taskmix.training.config import TrainConfig
+from taskmix.training.identity import architecture_name, short, vocabulary_fingerprint
+from taskmix.training.runs import find_checkpoint, load_run, load_run_config
+
+
+def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Module:
+    """A fresh model of the configured preset, or the weights named by ``model.init_from``."""
+    if config.model.init_from:
+        model = load_pretrained(config.model.init_from)
+        model.set_dropout(config.model.dropout_rate)
+        if model.config.vocab_size < vocabulary.vocab_size:
+            raise ConfigError(
+                f"model.init_from: the checkpoint's vocabulary has {model.config.vocab_size} ids, "
+                f"the configured vocabulary needs {vocabulary.vocab_size}"
+            )
+        return model
+    return build_model(model_config(config, vocabulary))
+
+
+def load_pretrained(path: str | Path) -> torch.nn.Module:
+    """Weights to start from: a taskmix run folder (its last checkpoint), one of its checkpoint
+    folders, or a HF T5 folder (``plan.locate_pretrained``)."""
+    run_dir, which = locate_pretrained(Path(path))
+    if which is None:
+        return load_hf_checkpoint(run_dir)
+    return load_run(run_dir, which)[0]
+
+
+def check_init_from(config: TrainConfig, vocabulary: Vocabulary) -> None:
+    """``init_from`` must hold a model of the configured architecture and vocabulary."""
+    path = Path(config.model.init_from or "")
+    where = f"model.init_from: {path}"
+    if config.model.overrides:
+        raise ConfigError(
+            "model.overrides: not used with model.init_from (the model's shape comes from the "
+            "checkpoint); remove them"
+        )
+    architecture, fingerprint, vocab_size = _pretrained_identity(path)
+    if architecture != config.model.architecture:
+        raise ConfigError(
+            f"{where} holds a model of architecture {architecture!r}, but model.architecture is "
+            f"{config.model.architecture!r}; set model.architecture: {architecture}"
+        )
+    mine = vocabulary_fingerprint(vocabulary)
+    if fingerprint is not None and fingerprint != mine:
+        raise ConfigError(
+            f"{where} was trained with another vocabulary ({short(fingerprint)}) than "
+            f"vocabulary: {config.vocabulary} ({short(mine)}); use the vocabulary it was trained with"
+        )
+    if vocab_size < vocabulary.vocab_size:
+        raise ConfigError(
+            f"{where}: the checkpoint's vocabulary has {vocab_size} ids, "
+            f"the configured vocabulary needs {vocabulary.vocab_size}"
+        )
+
+
+def locate_pretrained(path: Path) -> tuple[Path, str | None]:
+    """What ``model.init_from`` names: ``(run_dir, checkpoint)`` for a taskmix run folder
+    (checkpoint ``"last"``) or one of its checkpoint folders, ``(path, None)`` for a Hugging
+    Face T5 folder; anything else is a ConfigError."""
+    if (path / "config.yaml").is_file():
+        return path, "last"
+    if (path / "manifest.json").is_file() and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent, path.name
+    if (path / "config.json").is_file():
+        return path, None
+    raise ConfigError(
+        f"model.init_from: {path} is neither a taskmix run or checkpoint folder (config.yaml, "
+        "manifest.json) nor a Hugging Face T5 folder (config.json + model.safetensors)"
+    )
+
+
+def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
+    """(architecture, vocabulary fingerprint or None if unknown, embedding rows) of what
+    ``locate_pretrained`` finds, without loading weights."""
+    run_dir, which = locate_pretrained(path)
+    if which is None:
+        try:
+            hf = T5Config.from_hf_config(json.loads((path / "config.json").read_text()))
+        except (TaskmixError, json.JSONDecodeError) as err:
+            raise ConfigError(f"model.init_from: {path / 'config.json'}: {err}") from None
+        return architecture_name(hf), None, hf.vocab_size
+    try:
+        run_config = load_run_config(run_dir)
+        checkpoint = find_checkpoint(run_dir, which)
+    except TaskmixError as err:
+        raise ConfigError(f"model.init_from: {err}") from None
+    fingerprint = read_state(checkpoint).get("identity", {}).get("vocabulary")
+    if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary
+        fingerprint = vocabulary_fingerprint(load_vocabulary(run_config.vocabulary))
+    return run_config.model.architecture, fingerprint, _embedding_rows(checkpoint)
+
+
+def _embedding_rows(checkpoint: Path) -> int:
+    with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+        return int(f.get_slice("shared.weight").get_shape()[0])
