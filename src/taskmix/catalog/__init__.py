@@ -23,6 +23,7 @@ from pathlib import Path
 from taskmix.catalog.python_files import load_python
 from taskmix.catalog.yaml_files import load_yaml, read_config
 from taskmix.data.registry import MixtureRegistry, Registry, TaskRegistry
+from taskmix.data.task import Task
 from taskmix.default_data import register_default_tasks
 from taskmix.errors import ConfigError
 
@@ -40,6 +41,7 @@ class TaskFile:
     sha256: str
     tasks: list[str] = field(default_factory=list)
     mixtures: list[str] = field(default_factory=list)
+    data_files: dict[str, list[Path]] = field(default_factory=dict)  # task -> its local files
 
 
 # (task registry, mixture registry, path) -> the TaskFile loaded there, for idempotence
@@ -90,9 +92,17 @@ def load_task_file(
         digest,
         [t.name for t in tasks],
         [m.name for m in mixtures],
+        {t.name: _data_files(t, path) for t in tasks},
     )
     _LOADED[key] = record
     return record
+
+
+def _data_files(task: Task, path: Path) -> list[Path]:
+    try:
+        return [p.resolve() for p in task.source.data_files()]
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: task {task.name!r}: {err}") from None
 
 
 def load_task_files(

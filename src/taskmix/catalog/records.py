@@ -44,12 +44,9 @@ def _when(mtime: float) -> str:
     return datetime.datetime.fromtimestamp(mtime).isoformat(timespec="seconds")
 
 
-def describe(file: TaskFile, registry: Registry = TaskRegistry) -> dict[str, Any]:
+def describe(file: TaskFile) -> dict[str, Any]:
     """The manifest entry of a loaded task file."""
-    data = {
-        name: {str(p.resolve()): _stat(p) for p in registry.get(name).source.data_files()}
-        for name in file.tasks
-    }
+    data = {name: {str(p): _stat(p) for p in paths} for name, paths in file.data_files.items()}
     return {
         "original": str(file.path),
         "kind": file.kind,
@@ -120,8 +117,13 @@ def _compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
 
 
 def _names(entry: dict[str, Any]) -> str:
-    names = entry["tasks"] + entry["mixtures"]
-    return f"task{'s' if len(names) != 1 else ''} {', '.join(names)}" if names else "no tasks"
+    """``task a, b and mixture m``: what a task file defines, for messages."""
+    parts = [
+        f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}"
+        for kind, names in (("task", entry["tasks"]), ("mixture", entry["mixtures"]))
+        if names
+    ]
+    return " and ".join(parts) or "no tasks"
 
 
 def _data_changes(entry: dict[str, Any]) -> list[str]:

@@ -99,9 +99,6 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _check_paths(self) -> TrainConfig:
-        for i, task_file in enumerate(self.tasks):
-            if not Path(task_file).is_file():
-                raise ValueError(f"tasks[{i}]: no such task file {task_file!r}")
         if self.model.init_from and not Path(self.model.init_from).exists():
             raise ValueError(f"model.init_from: no such file or folder {self.model.init_from!r}")
         vocab = self.vocabulary
@@ -130,6 +127,9 @@ def load_config(
         data["tasks"] = [_relative_to(path, item) for item in data["tasks"]]
     if task_files:
         data["tasks"] = [*data.get("tasks", []), *(str(Path(f).resolve()) for f in task_files)]
+    for i, task_file in enumerate(data.get("tasks") or []):
+        if isinstance(task_file, str) and not Path(task_file).is_file():
+            raise ConfigError(f"{path}: tasks[{i}]: no such task file {task_file!r}")
     return validate(TrainConfig, data, str(path), file)
 
 
