@@ -2,7 +2,7 @@
 
 Nothing is downloaded: ``ensure_data(seed)`` generates everything deterministically into
 ``data_dir(seed)`` the first time it is needed (a few seconds). ``register_default_tasks()``
-(called by ``taskmix.data.registry`` on the first registry read, never at import) registers
+(called explicitly, by ``taskmix.catalog.load_task_files`` for every command; never at import) registers
 
 - every task of ``tasks.SPECS`` (24 in the 8 ExMix families, plus ``world_stsb`` and
   ``translate_en_zarnic``, which no default mixture contains: they are for out-of-mixture tests);
