@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -75,3 +76,33 @@ def test_values_are_parsed_by_field_type_never_evaluated():
         parse_value("min_sentences", "__import__('os').getcwd()")
     with pytest.raises(ConfigError, match="expected a number"):
         parse_value("minhash_threshold", "inf")
+
+
+def test_a_yaml_config_file_sets_preset_and_options_and_flags_win(tmp_path):
+    config = tmp_path / "clean.yaml"
+    config.write_text("preset: tfds\nmin_sentences: 2\nlangdetect: false\nmax_word_length: null\n")
+    out = tmp_path / "out"
+    argv = ["clean", str(_input(tmp_path)), "--out", str(out), "--workers", "1"]
+    assert main([*argv, "--config", str(config), "--set", "min_sentences=3"]) == 0
+    cfg = _config(out)
+    assert cfg["min_sentences"] == 3  # --set wins over the file
+    assert cfg["langdetect"] is False and cfg["max_word_length"] is None
+    assert cfg["dedup"] == "lines"  # the file's preset: tfds
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("min_sentences: 2\nmin_sentences: 3\n", r"clean.yaml:2: invalid YAML: duplicate key"),
+        ("dedup: all\n", r"clean.yaml:1: cleaning option dedup='all': expected one of"),
+        ("min_sentense: 2\n", r"clean.yaml:1: unknown cleaning option 'min_sentense'"),
+    ],
+)
+def test_a_bad_yaml_config_names_file_line_and_key(tmp_path, capsys, text, expected):
+    config = tmp_path / "clean.yaml"
+    config.write_text(text)
+    argv = ["clean", str(_input(tmp_path)), "--out", str(tmp_path / "out"), "--config"]
+    assert main([*argv, str(config)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(expected, err), err
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -2,7 +2,8 @@
 
 The presets differ exactly where SPEC §3 says the T5 paper and the TFDS code that produced C4
 differ; every other rule is shared. Any field can be overridden by keyword, or from the
-command line as ``key=value`` text (``parse_overrides``).
+command line as ``key=value`` text (``parse_overrides``), or from a YAML file of fields
+(``load_clean_config``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal, Union
 
 from taskmix.errors import ConfigError
-from taskmix.yamlconf import parse_assignment
+from taskmix.yamlconf import parse_assignment, read_yaml_file
 
 Dedup = Literal["none", "lines", "spans"]
 SentenceSplitter = Literal["punkt", "regex"]
@@ -165,6 +167,32 @@ def parse_value(key: str, text: str) -> Any:
     except (KeyError, ValueError):
         pass
     raise ConfigError(f"cleaning option {key}={text!r}: expected {_describe(types_[key])}")
+
+
+def load_clean_config(path: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """``(preset, overrides)`` from a YAML file of CleanConfig fields (``preset:`` optional),
+    read strictly; a bad key or value names the file and line."""
+    file = read_yaml_file(path, what="cleaning config")
+    data = dict(file.data or {})
+    if not isinstance(file.data or {}, dict):
+        raise ConfigError(f"{path}: expected a mapping of cleaning options")
+    preset = data.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"{file.where(('preset',))}: preset: expected a name, got {preset!r}")
+    overrides = {}
+    for key, value in data.items():
+        text = (
+            "none"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        try:
+            overrides[key] = parse_value(str(key), text)
+        except ConfigError as err:
+            raise ConfigError(f"{file.where((key,))}: {err}") from None
+    return preset, overrides
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
     p.add_argument("--out", required=True, help="output folder (new, or one to --resume)")
-    p.add_argument("--preset", default="paper", help="paper (default) or tfds")
+    p.add_argument("--preset", help="paper (default) or tfds")
+    p.add_argument(
+        "--config",
+        help="a YAML file of cleaning options (CleanConfig fields, and preset:); the flags "
+        "below and --set override it",
+    )
     p.add_argument("--stats", help="also write the JSON report here")
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
@@ -52,9 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from taskmix.cleaning.io import write_json_atomic
     from taskmix.cleaning.pipeline import clean_corpus
-    from taskmix.cleaning.presets import get_preset, parse_overrides
+    from taskmix.cleaning.presets import get_preset, load_clean_config, parse_overrides
 
-    overrides: dict = {"minhash": args.minhash}
+    preset, overrides = load_clean_config(args.config) if args.config else (None, {})
+    if args.minhash:
+        overrides["minhash"] = True
     if args.no_langdetect:
         overrides["langdetect"] = False
     if args.bad_words:
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.set))
     if args.workers < 1:
         raise ConfigError(f"--workers: expected a positive count, got {args.workers}")
-    cfg = get_preset(args.preset, **overrides)
+    cfg = get_preset(args.preset or preset or "paper", **overrides)
     stats = clean_corpus(
         args.inputs,
         args.out,
