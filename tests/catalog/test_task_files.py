@@ -148,13 +148,19 @@ def test_the_default_tasks_are_registered_only_when_asked(registries):
     load_task_files([], **registries)  # again: nothing new, no error
 
 
+def recorded_run(tmp_path: Path, task: str, registries: dict) -> tuple[Path, Path]:
+    """A task file of one task, and a run folder that recorded it."""
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [qa_task(task)]}))
+    run = tmp_path / "run"
+    record_task_files(run, [load_task_file(path, **registries)])
+    return path, run
+
+
 def test_a_run_keeps_its_task_files_and_loads_them_after_the_original_moved(
     tmp_path, qa_data, registries
 ):
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump({"tasks": [qa_task("moved_qa")]}))
-    run = tmp_path / "run"
-    record_task_files(run, [load_task_file(path, **registries)])
+    path, run = recorded_run(tmp_path, "moved_qa", registries)
     assert (run / "tasks" / "00-tasks.yaml").read_text() == path.read_text()
     path.rename(tmp_path / "elsewhere.yaml")
     fresh = {"task_registry": Registry("task"), "mixture_registry": Registry("mixture")}
@@ -167,10 +173,7 @@ def test_a_run_keeps_its_task_files_and_loads_them_after_the_original_moved(
 def test_a_changed_task_file_or_data_file_is_an_error_naming_the_task(
     tmp_path, qa_data, registries
 ):
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump({"tasks": [qa_task("changing_qa")]}))
-    run = tmp_path / "run"
-    record_task_files(run, [load_task_file(path, **registries)])
+    path, run = recorded_run(tmp_path, "changing_qa", registries)
 
     path.write_text(path.read_text().replace("question: ", "Q: "))
     with pytest.raises(ConfigError, match=r"task changing_qa: task file .*tasks.yaml changed"):
@@ -194,10 +197,7 @@ def test_a_changed_task_file_or_data_file_is_an_error_naming_the_task(
 
 
 def test_a_run_whose_task_files_are_gone_says_which(tmp_path, qa_data, registries):
-    path = tmp_path / "tasks.yaml"
-    path.write_text(yaml.safe_dump({"tasks": [qa_task("gone_qa")]}))
-    run = tmp_path / "run"
-    record_task_files(run, [load_task_file(path, **registries)])
+    path, run = recorded_run(tmp_path, "gone_qa", registries)
     path.unlink()
     (run / "tasks" / "00-tasks.yaml").unlink()
     with pytest.raises(ConfigError, match=r"tasks.yaml is gone and so is the run's copy .*gone_qa"):
