@@ -77,6 +77,11 @@ def test_a_missing_task_file_names_the_key(project, capsys):
     config = project / "configs" / "capitals.yaml"
     assert main(["train", str(config), "--tasks", str(project / "nope.yaml")]) == 2
     assert "tasks[1]: no such task file" in capsys.readouterr().err
+    broken = project / "configs" / "broken.yaml"
+    broken.write_text("steps: 1\ntasks:\n  - ../tasks/capitals.yaml\n  - ../tasks/gone.yaml\n")
+    assert main(["train", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml:4: tasks[1]: no such task file" in err and "gone.yaml" in err
 
 
 def test_train_records_the_task_files_and_eval_works_after_they_moved(project, run, capsys):

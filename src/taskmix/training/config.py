@@ -129,7 +129,8 @@ def load_config(
         data["tasks"] = [*data.get("tasks", []), *(str(Path(f).resolve()) for f in task_files)]
     for i, task_file in enumerate(data.get("tasks") or []):
         if isinstance(task_file, str) and not Path(task_file).is_file():
-            raise ConfigError(f"{path}: tasks[{i}]: no such task file {task_file!r}")
+            where = file.where(("tasks", i))  # --tasks files have no line in the config
+            raise ConfigError(f"{where}: tasks[{i}]: no such task file {task_file!r}")
     return validate(TrainConfig, data, str(path), file)
 
 
