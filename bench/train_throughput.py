@@ -2,8 +2,9 @@
 
 Part 1 (comparison, ``--preset``): the same examples of the default mixture go through
 (a) taskmix: packed rows (``BatchStream`` + ``EncDecFeatureConverter``, input/target length
-    256/64) into ``T5Model``, one step as in ``taskmix.training.trainer``: forward,
-    ``(loss_sum / weight).backward()``, clip to 1.0, Adafactor step;
+    256/64, with per-token task ids) into ``T5Model``, one step as in
+    ``taskmix.training.trainer``: forward, ``(loss_sum / weight).backward()`` and the per-task
+    loss sums (``accumulate_gradients``), clip to 1.0, Adafactor step;
 (b) ``transformers.T5ForConditionalGeneration`` with the same config and weights (written by
     ``save_hf_checkpoint``, read by ``from_pretrained``), batched exactly as ``Seq2SeqTrainer``
     + ``DataCollatorForSeq2Seq`` do it: each batch padded to its longest example, labels padded
@@ -49,12 +50,14 @@ HUGE_PAGES = use_huge_pages()
 import numpy as np
 import torch
 
-from taskmix.data.feature_converters import EncDecFeatureConverter, to_torch
+from taskmix.data.feature_converters import TASK_FEATURES, EncDecFeatureConverter, to_torch
 from taskmix.models import T5Config, build_model, preset
 from taskmix.models.onednn import onednn_enabled
 from taskmix.models.t5 import T5Model
 from taskmix.training.batches import BatchStream
 from taskmix.training.optim import make_optimizer
+from taskmix.training.task_losses import TaskLosses
+from taskmix.training.trainer import accumulate_gradients
 
 Example = tuple[np.ndarray, np.ndarray]  # (inputs, targets), int32, each ending in EOS
 
@@ -73,7 +76,8 @@ def packed_batches(
     stream = mixture.get_stream(
         "train", seed=seed, sequence_length={"inputs": input_length, "targets": target_length}
     )
-    converter = EncDecFeatureConverter(input_length, target_length, pack=True)
+    task_names = [task.name for task in mixture.tasks]  # per-token task ids, as in training
+    converter = EncDecFeatureConverter(input_length, target_length, task_names=task_names)
     batches = BatchStream(stream, converter, rows)
     return [next(batches) for _ in range(num_batches)]
 
@@ -149,12 +153,14 @@ def _pad_only_tokenizer():
 
 # --- training steps -----------------------------------------------------------------------
 def taskmix_step(model: torch.nn.Module, optimizer) -> Callable[[dict], None]:
-    """One step exactly as ``taskmix.training.trainer.train`` does it (grad_accum 1, fp32)."""
+    """One step exactly as ``taskmix.training.trainer.train`` does it (grad_accum 1, fp32),
+    per-task loss sums included."""
+    # ids of the default mixture's tasks (24 of them) index these sums
+    task_losses = TaskLosses([str(i) for i in range(64)], torch.device("cpu"))
 
     def step(batch: dict) -> None:
-        out = model(**batch)
         weight = float(batch["decoder_loss_weights"].sum())
-        (out.loss_sum / max(weight, 1.0)).backward()
+        accumulate_gradients(model, [batch], weight=weight, task_losses=task_losses)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -386,7 +392,7 @@ def mfu(args) -> None:
     times, backward_times = [], []
     for batch in batches[args.mfu_warmup :]:
         start = time.perf_counter()
-        out = compiled(**batch)
+        out = compiled(**{k: v for k, v in batch.items() if k not in TASK_FEATURES})
         (out.loss_sum / max(float(batch["decoder_loss_weights"].sum()), 1.0)).backward()
         backward_times.append(time.perf_counter() - start)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

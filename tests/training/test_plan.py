@@ -70,6 +70,18 @@ def test_a_folder_without_checkpoints_takes_another_config(tmp_path):
     assert train(parse_config(tiny(steps=1)), run, progress=False).step == 1
 
 
+def test_a_run_folder_from_before_new_config_keys_resumes(tmp_path):
+    """config.yaml written before model.trainable / optimizer.groups / cpu existed."""
+    import yaml
+
+    run = tmp_path / "run"
+    train(parse_config(tiny(steps=1)), run, progress=False)
+    old = yaml.safe_load((run / "config.yaml").read_text())
+    del old["model"]["trainable"], old["optimizer"]["groups"], old["cpu"]
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert train(parse_config(tiny(steps=2)), run, progress=False).step == 2
+
+
 def test_keep_best_per_task_names_every_eval_task():
     plan = plan_run(
         parse_config(

@@ -128,6 +128,11 @@ def test_torchrun_two_ranks_share_the_work_and_save_both_states(tmp_path, config
     assert (first["shard_index"], second["shard_index"]) == (0, 1)
     assert first["num_shards"] == second["num_shards"] == 2
     assert sorted(_losses(run)) == [1, 2, 3, 4]
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    for record in (r for r in records if "loss" in r):  # per-task sums over both ranks
+        losses, tokens = record["task_loss"], record["task_tokens"]
+        mean = sum(losses[t] * tokens[t] for t in losses) / sum(tokens.values())
+        assert mean == pytest.approx(record["loss"], abs=1e-5)
 
     from taskmix.training.checkpoint import CheckpointError
     from taskmix.training.config import load_config

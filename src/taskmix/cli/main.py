@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     use_huge_pages()  # before any command imports torch (taskmix.training.allocator)
     args = build_parser().parse_args(argv)
     try:
+        before_torch = getattr(args, "before_torch", None)
+        if before_torch is not None:  # e.g. train: its config's cpu.huge_pages
+            before_torch(args)
         return int(args.func(args) or 0)
     except TaskmixError as err:
         print(f"taskmix: error: {err}", file=sys.stderr)

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_task_files_option(train)
     train.add_argument("--accept-changed-tasks", action="store_true", help=ACCEPT_HELP)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, before_torch=huge_pages_from_config)
 
     evaluate = subparsers.add_parser("eval", help="score a run's checkpoint on tasks")
     evaluate.add_argument("run_dir", type=Path)
@@ -77,6 +77,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_task_files_option(predict)
     predict.add_argument("--accept-changed-tasks", action="store_true", help=ACCEPT_HELP)
     predict.set_defaults(func=run_predict)
+
+
+def huge_pages_from_config(args: argparse.Namespace) -> None:
+    """``cpu.huge_pages``: torch reads ``THP_MEM_ALLOC_ENABLE`` once, at its first allocation,
+    so the command sets it from the config before anything imports torch (reading the config
+    does not)."""
+    from taskmix.training.allocator import use_huge_pages
+    from taskmix.training.config import load_config
+
+    use_huge_pages(load_config(args.config, args.overrides, task_files=args.tasks).cpu.huge_pages)
 
 
 def run_train(args: argparse.Namespace) -> int:

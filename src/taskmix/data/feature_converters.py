@@ -14,6 +14,12 @@ Every converter always emits ``*_segment_ids`` and ``*_positions``: with packing
 the examples of a row; without packing a row holds one example (segment id 1 on its tokens, 0 on
 padding) so the model reads one layout either way. See docs/feature_converters.md.
 
+With ``task_names`` a converter also emits ``encoder_task_ids`` (enc-dec) and
+``decoder_task_ids``: per token, which task (the example's ``_task``, as a mixture stream tags
+it) the token comes from, as ``1 + index`` into ``task_names``; 0 is padding (and an example of
+no listed task). Models do not read them: the trainer takes them out of the batch and sums the
+loss per task with them (``training.task_losses``); a task head (MT-DNN) may route by them.
+
 Too-long examples are truncated (cut to the length, EOS is *not* re-added, as in seqio) or
 dropped, as ``overflow`` says, and counted in ``converter.report`` - never silently. The
 counts are per example prepared (an example drawn again in a later epoch counts again) and are
@@ -36,9 +42,13 @@ Batch = dict[str, np.ndarray]
 Overflow = Literal["truncate", "drop"]
 OnError = Literal["raise", "skip"]
 
-# One prepared example: its token streams (one per packed stream) and the prefix width (the
-# number of leading "inputs" tokens in a decoder-only sequence; 0 for encoder-decoder).
-Prepared = tuple[tuple[np.ndarray, ...], int]
+# One prepared example: its token streams (one per packed stream), the prefix width (the
+# number of leading "inputs" tokens in a decoder-only sequence; 0 for encoder-decoder) and its
+# task id (1 + index into the converter's task_names; 0 when not tagged).
+Prepared = tuple[tuple[np.ndarray, ...], int, int]
+
+# Per-token task ids: features the model does not take (the trainer pops them).
+TASK_FEATURES = ("encoder_task_ids", "decoder_task_ids")
 
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -78,6 +88,9 @@ class FeatureConverter(ABC):
     examples become model features (``build_batch``).
     """
 
+    FEATURES: tuple[str, ...] = ()  # the model features, in order
+    _task_sides: tuple[str, ...] = ("decoder",)  # the sides that get a ``{side}_task_ids``
+
     def __init__(
         self,
         *,
@@ -86,6 +99,7 @@ class FeatureConverter(ABC):
         max_open_rows: int = 16,
         report: ErrorReport | None = None,
         on_error: OnError = "raise",
+        task_names: Sequence[str] | None = None,
     ):
         if overflow not in ("truncate", "drop"):
             raise ValueError(f"overflow must be 'truncate' or 'drop', got {overflow!r}")
@@ -98,6 +112,10 @@ class FeatureConverter(ABC):
         self.max_open_rows = max_open_rows
         self.report = report if report is not None else ErrorReport()
         self.on_error = on_error
+        # task name -> id (1-based: 0 is padding); None: no task id features
+        self.task_ids = (
+            None if task_names is None else {name: i + 1 for i, name in enumerate(task_names)}
+        )
 
     # ----- what subclasses define -----------------------------------------------------------
 
@@ -112,12 +130,14 @@ class FeatureConverter(ABC):
         """Names of the streams, used as keys in the truncation / drop counts."""
 
     @property
-    @abstractmethod
     def feature_names(self) -> tuple[str, ...]:
-        """The model features every row and batch holds."""
+        """The features every row and batch holds (the model's, then any task ids)."""
+        if self.task_ids is None:
+            return self.FEATURES
+        return (*self.FEATURES, *(f"{side}_task_ids" for side in self._task_sides))
 
     @abstractmethod
-    def _streams(self, example: dict[str, Any]) -> Prepared:
+    def _streams(self, example: dict[str, Any]) -> tuple[tuple[np.ndarray, ...], int]:
         """The example's untruncated token streams and prefix width (raises RecordError)."""
 
     @abstractmethod
@@ -128,6 +148,17 @@ class FeatureConverter(ABC):
 
         ``rows[r]`` lists the examples of row ``r``; rows past ``len(rows)`` stay all zero.
         """
+
+    def _add_task_ids(
+        self, batch: Batch, rows: Sequence[Sequence[Prepared]], layouts: Sequence[RowLayout]
+    ) -> None:
+        """``{side}_task_ids`` (when the converter has task names): each example's task id
+        over its tokens, 0 on padding."""
+        if self.task_ids is None:
+            return
+        tasks = [task for row in rows for _, _, task in row]
+        for side, layout in zip(self._task_sides, layouts, strict=True):
+            batch[f"{side}_task_ids"] = layout.scatter(layout.per_token(tasks))
 
     # ----- state -----------------------------------------------------------------------------
 
@@ -157,15 +188,16 @@ class FeatureConverter(ABC):
             for name, s, n in zip(self.stream_names, streams, self.stream_lengths, strict=True)
             if len(s) > n
         ]
+        task = 0 if self.task_ids is None else self.task_ids.get(example.get("_task"), 0)
         if not too_long:
-            return streams, prefix
+            return streams, prefix, task
         if self.overflow == "drop":
             self.report.dropped[too_long[0]] += 1
             return None
         for name in too_long:
             self.report.truncated[name] += 1
         cut = tuple(s[:n] for s, n in zip(streams, self.stream_lengths, strict=True))
-        return cut, min(prefix, len(cut[0]))
+        return cut, min(prefix, len(cut[0])), task
 
     def _prepared(self, examples: Iterable[dict[str, Any]]) -> Iterator[Prepared]:
         for example in examples:
@@ -231,7 +263,7 @@ def _require(example: dict[str, Any], key: str) -> np.ndarray:
 
 
 def _layout(rows: Sequence[Sequence[Prepared]], stream: int, num_rows: int, length: int):
-    return RowLayout([[streams[stream] for streams, _ in row] for row in rows], num_rows, length)
+    return RowLayout([[item[0][stream] for item in row] for row in rows], num_rows, length)
 
 
 class EncDecFeatureConverter(FeatureConverter):
@@ -252,6 +284,8 @@ class EncDecFeatureConverter(FeatureConverter):
         "decoder_positions",
     )
 
+    _task_sides = ("encoder", "decoder")
+
     def __init__(self, input_length: int, target_length: int, pack: bool = True, **kwargs: Any):
         if input_length < 1 or target_length < 1:
             raise ValueError(
@@ -269,11 +303,7 @@ class EncDecFeatureConverter(FeatureConverter):
     def stream_names(self) -> tuple[str, ...]:
         return ("inputs", "targets")
 
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self.FEATURES
-
-    def _streams(self, example: dict[str, Any]) -> Prepared:
+    def _streams(self, example: dict[str, Any]) -> tuple[tuple[np.ndarray, ...], int]:
         return (_require(example, "inputs"), _require(example, "targets")), 0
 
     def build_batch(
@@ -281,7 +311,7 @@ class EncDecFeatureConverter(FeatureConverter):
     ) -> Batch:
         enc = _layout(rows, 0, num_rows, lengths[0])
         dec = _layout(rows, 1, num_rows, lengths[1])
-        return {
+        batch = {
             "encoder_input_tokens": enc.scatter(enc.tokens),
             "encoder_segment_ids": enc.scatter(enc.segment_ids),
             "encoder_positions": enc.scatter(enc.positions),
@@ -291,6 +321,8 @@ class EncDecFeatureConverter(FeatureConverter):
             "decoder_segment_ids": dec.scatter(dec.segment_ids),
             "decoder_positions": dec.scatter(dec.positions),
         }
+        self._add_task_ids(batch, rows, (enc, dec))
+        return batch
 
 
 class DecoderOnlyFeatureConverter(FeatureConverter):
@@ -326,11 +358,7 @@ class DecoderOnlyFeatureConverter(FeatureConverter):
     def stream_names(self) -> tuple[str, ...]:
         return ("inputs+targets",)
 
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self.FEATURES
-
-    def _streams(self, example: dict[str, Any]) -> Prepared:
+    def _streams(self, example: dict[str, Any]) -> tuple[tuple[np.ndarray, ...], int]:
         targets = _require(example, "targets")
         if "inputs" not in example:
             return (targets,), 0
@@ -342,7 +370,7 @@ class DecoderOnlyFeatureConverter(FeatureConverter):
     ) -> Batch:
         layout = _layout(rows, 0, num_rows, lengths[0])
         # each example's number of leading "inputs" tokens, repeated over its tokens
-        prefix = layout.per_token([prefix for row in rows for _, prefix in row])
+        prefix = layout.per_token([prefix for row in rows for _, prefix, _ in row])
         weights = layout.positions >= prefix if self.loss_on_targets_only else 1
         shifted = shift_right_per_segment(layout.tokens, layout.positions)
         batch = {
@@ -353,6 +381,7 @@ class DecoderOnlyFeatureConverter(FeatureConverter):
             "decoder_positions": layout.scatter(layout.positions),
         }
         self._extra_features(batch, layout, prefix)
+        self._add_task_ids(batch, rows, (layout,))
         return batch
 
     def _extra_features(self, batch: Batch, layout: RowLayout, prefix: np.ndarray) -> None:
@@ -373,7 +402,7 @@ class PrefixLMFeatureConverter(DecoderOnlyFeatureConverter):
     def __init__(self, length: int, pack: bool = True, **kwargs: Any):
         super().__init__(length, pack=pack, loss_on_targets_only=True, **kwargs)
 
-    def _streams(self, example: dict[str, Any]) -> Prepared:
+    def _streams(self, example: dict[str, Any]) -> tuple[tuple[np.ndarray, ...], int]:
         if "inputs" not in example:
             raise RecordError(
                 "missing (a prefix LM needs inputs as its prefix)",

@@ -59,10 +59,10 @@ class DecoderOnlyLM(LMHead):
         logits = self.logits(self.decoder(x, bias))
         if decoder_target_tokens is None:
             return ModelOutput(logits=logits)
-        loss, loss_sum, num_tokens = weighted_cross_entropy(
+        loss, loss_sum, num_tokens, token_losses = weighted_cross_entropy(
             logits, decoder_target_tokens, decoder_loss_weights
         )
-        return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+        return ModelOutput(logits, loss, loss_sum, num_tokens, token_losses)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

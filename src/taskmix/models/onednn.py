@@ -37,6 +37,12 @@ def set_onednn(enabled: bool | None) -> None:
         _STATE["enabled"] = bool(enabled) and _self_check()
 
 
+def onednn_setting() -> bool | None:
+    """The setting in force (forced, or decided at first use), None if not decided yet;
+    ``set_onednn(onednn_setting())`` puts it back."""
+    return _STATE.get("enabled")
+
+
 def mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a (M, K) @ b (N, K).T`` with oneDNN; ``b`` may be a packed weight or a strided view."""
     return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")

@@ -29,27 +29,32 @@ from taskmix.models.segments import SegmentLayout
 @dataclass
 class ModelOutput:
     """``loss`` = ``loss_sum / num_tokens`` (token-weighted mean cross-entropy). A trainer that
-    accumulates gradients sums ``loss_sum`` and ``num_tokens`` over micro-batches instead."""
+    accumulates gradients sums ``loss_sum`` and ``num_tokens`` over micro-batches instead.
+    ``token_losses`` (no gradient, the targets' shape) is each target token's weighted
+    cross-entropy, 0 on padding: the trainer sums it per task (``training.task_losses``)."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     loss_sum: torch.Tensor | None = None
     num_tokens: torch.Tensor | None = None
+    token_losses: torch.Tensor | None = None
 
 
 def weighted_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, loss_sum, num_tokens); weights default to 1 on non-padding targets (id > 0)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, loss_sum, num_tokens, token_losses); weights default to 1 on non-padding targets
+    (id > 0); ``token_losses`` is detached, of the targets' shape."""
     if weights is None:
         weights = targets > 0
     weights = weights.to(torch.float32)
     token_ce = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction="none"
     ).view_as(weights)
-    loss_sum = (token_ce * weights).sum()
+    weighted = token_ce * weights
+    loss_sum = weighted.sum()
     num_tokens = weights.sum()
-    return loss_sum / num_tokens.clamp(min=1e-9), loss_sum, num_tokens
+    return loss_sum / num_tokens.clamp(min=1e-9), loss_sum, num_tokens, weighted.detach()
 
 
 def init_weights(module: nn.Module, config: T5Config) -> None:
@@ -217,10 +222,10 @@ class T5Model(LMHead):
         )
         if decoder_target_tokens is None:
             return ModelOutput(logits=logits)
-        loss, loss_sum, num_tokens = weighted_cross_entropy(
+        loss, loss_sum, num_tokens, token_losses = weighted_cross_entropy(
             logits, decoder_target_tokens, decoder_loss_weights
         )
-        return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+        return ModelOutput(logits, loss, loss_sum, num_tokens, token_losses)
 
     def _forward_packed(
         self,
@@ -254,10 +259,11 @@ class T5Model(LMHead):
         weights = None
         if decoder_loss_weights is not None:
             weights = decoder_loss_weights.reshape(-1)[real]
-        loss, loss_sum, num_tokens = weighted_cross_entropy(
+        loss, loss_sum, num_tokens, real_losses = weighted_cross_entropy(
             token_logits, decoder_target_tokens.reshape(-1)[real], weights
         )
-        return ModelOutput(logits=logits, loss=loss, loss_sum=loss_sum, num_tokens=num_tokens)
+        token_losses = real_losses.new_zeros(batch * length).index_copy(0, real, real_losses)
+        return ModelOutput(logits, loss, loss_sum, num_tokens, token_losses.view(batch, length))
 
     def segment_layout(
         self,

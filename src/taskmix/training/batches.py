@@ -95,7 +95,8 @@ class BatchStream(Iterator[Batch]):
         return {
             "examples": self.examples.state_dict(),
             "pending": [
-                [[s.tolist() for s in streams], prefix] for streams, prefix in self.pending
+                [[s.tolist() for s in streams], prefix, task]
+                for streams, prefix, task in self.pending
             ],
             "num_examples": self.num_examples,
             "converter": self.converter.state_dict(),
@@ -104,8 +105,9 @@ class BatchStream(Iterator[Batch]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.examples.load_state_dict(state["examples"])
         self.pending = [
-            (tuple(np.asarray(s, dtype=np.int32) for s in streams), prefix)
-            for streams, prefix in state["pending"]
+            # [streams, prefix, task]; checkpoints from before task ids hold [streams, prefix]
+            (tuple(np.asarray(s, dtype=np.int32) for s in item[0]), item[1], (item[2:] or [0])[0])
+            for item in state["pending"]
         ]
         self.num_examples = state["num_examples"]
         if "converter" in state:  # absent from checkpoints written before counts were saved

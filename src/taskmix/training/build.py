@@ -9,6 +9,7 @@ Weights to start from (``model.init_from``) are ``training.pretrained``'s.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from taskmix.data.feature_converters import (
     DecoderOnlyFeatureConverter,
@@ -77,13 +78,15 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def make_converter(config: TrainConfig, architecture: str) -> FeatureConverter:
+def make_converter(
+    config: TrainConfig, architecture: str, task_names: Sequence[str] | None = None
+) -> FeatureConverter:
+    """The architecture's converter; with ``task_names`` its batches carry per-token task ids."""
     data = config.data
+    options = {"pack": data.pack, "overflow": data.overflow, "task_names": task_names}
     if architecture in ("encoder_decoder", "shared_encoder_decoder"):
-        return EncDecFeatureConverter(
-            data.input_length, data.target_length, pack=data.pack, overflow=data.overflow
-        )
+        return EncDecFeatureConverter(data.input_length, data.target_length, **options)
     length = data.input_length + data.target_length
     if architecture == "prefix_lm":
-        return PrefixLMFeatureConverter(length, pack=data.pack, overflow=data.overflow)
-    return DecoderOnlyFeatureConverter(length, pack=data.pack, overflow=data.overflow)
+        return PrefixLMFeatureConverter(length, **options)
+    return DecoderOnlyFeatureConverter(length, **options)

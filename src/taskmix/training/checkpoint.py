@@ -4,6 +4,11 @@ A checkpoint is a folder ``step-00001234/`` with the model (safetensors), the op
 (``torch.save``, read back with ``weights_only=True``), ``state.json`` (step, data-stream state,
 RNG states, metrics, the model's config and the run's identity: architecture and vocabulary
 fingerprint) and, written last, ``manifest.json`` with the size and SHA-256 of every file.
+
+A run that freezes parameters of a model from ``model.init_from`` stores only the trained
+tensors; ``state.json``'s ``frozen`` entry names the frozen keys, where they come from and a
+SHA-256 of their values, and loading checks the rebuilt model against it
+(``training.trainable.frozen_record``).
 It is built in a temporary folder and renamed into place, so a folder with that name is complete;
 the manifest catches later damage.
 """
@@ -16,6 +21,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -102,20 +108,37 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def tensors_fingerprint(model: torch.nn.Module, keys: Collection[str]) -> str:
+    """SHA-256 of the model's ``state_dict`` entries ``keys``: names, dtypes, shapes, values."""
+    digest = hashlib.sha256()
+    tensors = model.state_dict()
+    for key in sorted(keys):
+        t = tensors[key].detach().contiguous().cpu()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     directory: Path,
     step: int,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
+    *,
+    exclude: Collection[str] = (),
 ) -> Path:
-    """Write ``directory/step-XXXXXXXX`` atomically and return its path."""
+    """Write ``directory/step-XXXXXXXX`` atomically and return its path; the ``state_dict``
+    keys in ``exclude`` (frozen tensors that can be rebuilt) are not written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp"))
+    skip = set(exclude)
     try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        tensors = {
+            k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in skip
+        }
         save_file(_untie(tensors), tmp / MODEL_FILE)
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
@@ -206,18 +229,39 @@ def load_checkpoint(
     identity: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Verify, check ``identity`` (architecture, vocabulary fingerprint) if given, then load
-    weights (strict: another shape is an error) and optimizer state; returns the state."""
+    weights (strict: another shape is an error) and optimizer state; returns the state.
+
+    A checkpoint without its frozen tensors (``state["frozen"]["init_from"]``) needs ``model``
+    built from that ``init_from``: its frozen tensors must match the recorded fingerprint."""
     path = Path(path)
     verify_checkpoint(path)
     state = read_state(path)
     if identity is not None:
         check_identity(path, state.get("identity"), identity)
-    load_weights(model, load_file(path / MODEL_FILE), path)
+    weights = load_file(path / MODEL_FILE)
+    frozen = state.get("frozen") or {}
+    if frozen.get("init_from"):
+        keys = frozen["keys"]
+        if tensors_fingerprint(model, keys) != frozen["sha256"]:
+            raise CheckpointError(
+                f"{path}: holds only the trained parameters; the {len(keys)} frozen ones come "
+                f"from {frozen['init_from']}, but the model built from there has other values "
+                "(SHA-256 differs): that checkpoint changed since this run started"
+            )
+        own = model.state_dict()
+        weights = {**{k: own[k] for k in keys}, **weights}
+    load_weights(model, weights, path)
     if optimizer is not None:
         opt_file = path / OPTIMIZER_FILE
         if not opt_file.is_file():
             raise CheckpointError(f"{path}: no optimizer state to resume from")
-        optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=True))
+        saved = torch.load(opt_file, map_location="cpu", weights_only=True)
+        try:
+            optimizer.load_state_dict(saved)
+        except ValueError as err:  # other parameter groups or group sizes
+            raise CheckpointError(
+                f"{path}: the optimizer state does not fit this run's parameter groups ({err})"
+            ) from None
     return state
 
 

@@ -8,6 +8,7 @@ name the key and what was expected; names (presets, tasks, metrics...) are check
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,21 @@ class ModelConfig(Strict):
     dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
     init_from: str | None = None  # a taskmix run folder, a checkpoint folder, or a HF T5 folder
     overrides: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    # Glob patterns (fnmatch) over parameter names: the parameters this run trains; the others
+    # are frozen (no gradients, no optimizer state; see training.trainable). None: all.
+    trainable: list[str] | None = None
+
+    @field_validator("trainable", mode="before")
+    @classmethod
+    def _one_pattern_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("trainable")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list trains nothing; leave the key out to train all")
+        return value
 
 
 class DataConfig(Strict):
@@ -45,6 +61,19 @@ class DataConfig(Strict):
     temperature: float | None = Field(None, gt=0)
 
 
+class ParamGroupConfig(Strict):
+    """Parameters (glob patterns over their names) trained with their own lr / weight decay."""
+
+    params: list[str] = Field(min_length=1)
+    lr: float | None = Field(None, gt=0)  # None: optimizer.lr; the schedule scales it alike
+    weight_decay: float | None = Field(None, ge=0)  # None: optimizer.weight_decay
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _one_pattern_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class OptimizerConfig(Strict):
     name: Literal["adafactor", "adamw"] = "adafactor"
     lr: float = Field(0.01, gt=0)
@@ -52,6 +81,9 @@ class OptimizerConfig(Strict):
     clip_norm: float | None = Field(1.0, gt=0)
     schedule: Literal["inverse_sqrt", "linear_warmup_inverse_sqrt", "constant"] = "inverse_sqrt"
     warmup_steps: int = Field(10_000, ge=0)
+    # A trainable parameter joins the first group one of whose patterns matches one of its
+    # names; the others form the default group (lr, weight_decay above).
+    groups: list[ParamGroupConfig] = Field(default_factory=list)
 
 
 class EvalConfig(Strict):
@@ -78,6 +110,26 @@ class CheckpointConfig(Strict):
         return [value] if isinstance(value, str) else value
 
 
+def env_flag(name: str, default: bool = True) -> bool:
+    """An on/off environment variable: unset is ``default``, ``0`` (or empty) is off."""
+    value = os.environ.get(name)
+    return default if value is None else value.strip() not in ("0", "")
+
+
+class CpuConfig(Strict):
+    """CPU speed switches (training.cpu). Each default comes from the environment variable that
+    turned it on or off before these keys existed, so old scripts keep working; the effective
+    values are recorded in report.json. Not run-defining: a resume may change them."""
+
+    # fp32 products through oneDNN (models.onednn): TASKMIX_ONEDNN
+    onednn: bool = Field(default_factory=lambda: env_flag("TASKMIX_ONEDNN"))
+    # glibc malloc keeps freed memory (training.allocator): TASKMIX_MALLOC_TUNING
+    malloc_tuning: bool = Field(default_factory=lambda: env_flag("TASKMIX_MALLOC_TUNING"))
+    # torch's allocator asks for transparent huge pages; only takes effect if set before torch
+    # first allocates, which the ``taskmix`` command does: THP_MEM_ALLOC_ENABLE
+    huge_pages: bool = Field(default_factory=lambda: env_flag("THP_MEM_ALLOC_ENABLE"))
+
+
 class TrainConfig(Strict):
     seed: int = 0
     steps: int = Field(1000, gt=0)
@@ -96,6 +148,7 @@ class TrainConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    cpu: CpuConfig = Field(default_factory=CpuConfig)
 
     @model_validator(mode="after")
     def _check_paths(self) -> TrainConfig:

@@ -49,6 +49,14 @@ class Distributed:
         dist.all_reduce(tensor)
         return float(tensor.item())
 
+    def sum_all(self, values: list[float]) -> list[float]:
+        """Element-wise sums over ranks, in one collective."""
+        if self.world_size == 1:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
     def gather(self, obj: Any) -> list[Any]:
         if self.world_size == 1:
             return [obj]

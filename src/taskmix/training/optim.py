@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -36,11 +37,21 @@ def make_schedule(name: str, *, lr: float, warmup_steps: int) -> Callable[[int],
 
 
 def make_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float = 0.0
+    name: str,
+    params: Iterable[torch.nn.Parameter] | list[dict[str, Any]],
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     """Adafactor with T5's settings (decay 0.8, update clipping 1.0, parameter scaling, no
-    momentum: torch's implementation) or AdamW. The schedule sets ``lr`` before every step."""
-    params = [p for p in params if p.requires_grad]
+    momentum: torch's implementation) or AdamW. The schedule sets ``lr`` before every step.
+
+    ``params``: parameters (those that require gradients are kept), or torch parameter groups
+    (``training.trainable.param_groups``: each may carry its own ``lr``, ``weight_decay`` and
+    ``lr_scale``)."""
+    params = list(params)
+    if not params or not isinstance(params[0], dict):
+        params = [p for p in params if p.requires_grad]
     if name == "adafactor":
         return torch.optim.Adafactor(
             params,
@@ -59,5 +70,7 @@ def make_optimizer(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's ``lr`` for this step, times each group's ``lr_scale`` (its configured lr
+    over ``optimizer.lr``), so a group with half the lr keeps half of it all along."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -3,7 +3,8 @@
 ``TrainConfig`` (pydantic) checks keys, types and files; ``plan_run`` checks what needs the
 registries, the model presets and the files behind ``model.init_from``: preset and override
 names, mixture and task names, eval tasks and their metrics, ``checkpoint.keep_best`` names,
-and that ``init_from`` holds a model of the configured architecture and vocabulary. A typo
+that ``init_from`` holds a model of the configured architecture and vocabulary, and that every
+``model.trainable`` / ``optimizer.groups`` pattern matches a parameter of the model. A typo
 therefore fails before anything is written, and rerunning with the fix just works.
 
 The tasks a config can name are the default ones plus its ``tasks:`` files
@@ -23,7 +24,8 @@ from taskmix.metrics import METRICS
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.config import TrainConfig
 from taskmix.training.identity import run_identity
-from taskmix.training.pretrained import check_init_from
+from taskmix.training.pretrained import check_init_from, model_shape
+from taskmix.training.trainable import check_config_patterns
 
 PER_TASK = "per_task"  # keep_best shorthand: every eval task's own best
 
@@ -48,6 +50,8 @@ def plan_run(config: TrainConfig) -> RunPlan:
         check_init_from(config, vocabulary)
     else:
         model_config(config, vocabulary)
+    if config.model.trainable is not None or config.optimizer.groups:
+        check_config_patterns(config, model_shape(config, vocabulary))
     mixture = _mixture(config)
     eval_tasks = _eval_tasks(config, mixture)
     tracked = resolve_keep_best(config.checkpoint.keep_best, eval_tasks)

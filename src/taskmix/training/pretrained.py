@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -16,18 +17,46 @@ from safetensors import safe_open
 from taskmix.data.vocabulary import Vocabulary
 from taskmix.errors import ConfigError, TaskmixError
 from taskmix.models import T5Config, build_model
-from taskmix.models.hf import load_hf_checkpoint
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.checkpoint import read_state
 from taskmix.training.config import TrainConfig
 from taskmix.training.identity import architecture_name, short, vocabulary_fingerprint
-from taskmix.training.runs import find_checkpoint, load_run, load_run_config
+from taskmix.training.runs import (
+    find_checkpoint,
+    load_pretrained,
+    load_run_config,
+    locate_pretrained,
+    resolve_pretrained,
+)
+
+__all__ = [
+    "build_model_for",
+    "check_init_from",
+    "init_source",
+    "load_pretrained",
+    "locate_pretrained",
+    "model_shape",
+]
 
 
-def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Module:
-    """A fresh model of the configured preset, or the weights named by ``model.init_from``."""
-    if config.model.init_from:
-        model = load_pretrained(config.model.init_from)
+def init_source(config: TrainConfig, resumed: dict[str, Any] | None) -> str | None:
+    """The exact weights a run starts from (``runs.resolve_pretrained``), or None. A resumed
+    checkpoint that holds only the trained tensors names where its frozen ones came from,
+    and that wins (the run folder ``init_from`` names may have trained on since)."""
+    recorded = ((resumed or {}).get("frozen") or {}).get("init_from")
+    if recorded:
+        return recorded
+    return resolve_pretrained(config.model.init_from) if config.model.init_from else None
+
+
+def build_model_for(
+    config: TrainConfig, vocabulary: Vocabulary, init_from: str | None = None
+) -> torch.nn.Module:
+    """A fresh model of the configured preset, or the weights named by ``init_from`` (default
+    ``model.init_from``)."""
+    init_from = init_from or config.model.init_from
+    if init_from:
+        model = load_pretrained(init_from)
         model.set_dropout(config.model.dropout_rate)
         if model.config.vocab_size < vocabulary.vocab_size:
             raise ConfigError(
@@ -36,15 +65,6 @@ def build_model_for(config: TrainConfig, vocabulary: Vocabulary) -> torch.nn.Mod
             )
         return model
     return build_model(model_config(config, vocabulary))
-
-
-def load_pretrained(path: str | Path) -> torch.nn.Module:
-    """Weights to start from: a taskmix run folder (its last checkpoint), one of its checkpoint
-    folders, or a HF T5 folder (``plan.locate_pretrained``)."""
-    run_dir, which = locate_pretrained(Path(path))
-    if which is None:
-        return load_hf_checkpoint(run_dir)
-    return load_run(run_dir, which)[0]
 
 
 def check_init_from(config: TrainConfig, vocabulary: Vocabulary) -> None:
@@ -75,22 +95,6 @@ def check_init_from(config: TrainConfig, vocabulary: Vocabulary) -> None:
         )
 
 
-def locate_pretrained(path: Path) -> tuple[Path, str | None]:
-    """What ``model.init_from`` names: ``(run_dir, checkpoint)`` for a taskmix run folder
-    (checkpoint ``"last"``) or one of its checkpoint folders, ``(path, None)`` for a Hugging
-    Face T5 folder; anything else is a ConfigError."""
-    if (path / "config.yaml").is_file():
-        return path, "last"
-    if (path / "manifest.json").is_file() and (path.parent.parent / "config.yaml").is_file():
-        return path.parent.parent, path.name
-    if (path / "config.json").is_file():
-        return path, None
-    raise ConfigError(
-        f"model.init_from: {path} is neither a taskmix run or checkpoint folder (config.yaml, "
-        "manifest.json) nor a Hugging Face T5 folder (config.json + model.safetensors)"
-    )
-
-
 def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
     """(architecture, vocabulary fingerprint or None if unknown, embedding rows) of what
     ``locate_pretrained`` finds, without loading weights."""
@@ -106,12 +110,31 @@ def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
         checkpoint = find_checkpoint(run_dir, which)
     except TaskmixError as err:
         raise ConfigError(f"model.init_from: {err}") from None
-    fingerprint = read_state(checkpoint).get("identity", {}).get("vocabulary")
+    state = read_state(checkpoint)
+    fingerprint = state.get("identity", {}).get("vocabulary")
     if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary
         fingerprint = vocabulary_fingerprint(load_vocabulary(run_config.vocabulary))
-    return run_config.model.architecture, fingerprint, _embedding_rows(checkpoint)
+    return run_config.model.architecture, fingerprint, _embedding_rows(checkpoint, state)
 
 
-def _embedding_rows(checkpoint: Path) -> int:
+def _embedding_rows(checkpoint: Path, state: dict[str, Any]) -> int:
+    if "model_config" in state:  # also where the embedding was frozen and not saved
+        return int(state["model_config"]["vocab_size"])
     with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
         return int(f.get_slice("shared.weight").get_shape()[0])
+
+
+def model_shape(config: TrainConfig, vocabulary: Vocabulary) -> T5Config:
+    """The T5Config the run's model will have (of ``init_from`` when set), read without loading
+    weights (``plan`` checks parameter name patterns against it)."""
+    if not config.model.init_from:
+        return model_config(config, vocabulary)
+    path = Path(config.model.init_from)
+    run_dir, which = locate_pretrained(path)
+    if which is None:
+        return T5Config.from_hf_config(json.loads((path / "config.json").read_text()))
+    saved = read_state(find_checkpoint(run_dir, which)).get("model_config")
+    if saved is not None:
+        return T5Config.from_dict(saved)
+    run_config = load_run_config(run_dir)
+    return model_config(run_config, load_vocabulary(run_config.vocabulary))

@@ -1,4 +1,5 @@
-"""Open a finished (or running) training run: its config, vocabulary and a checkpoint's model."""
+"""Open a finished (or running) training run: its config, vocabulary and a checkpoint's model;
+and the weights ``model.init_from`` names (a run, one of its checkpoints, or a HF T5 folder)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from taskmix.catalog import TaskFile, load_task_files
 from taskmix.catalog.records import load_run_tasks, read_manifest
 from taskmix.data.vocabulary import Vocabulary
-from taskmix.errors import CheckpointError
+from taskmix.errors import CheckpointError, ConfigError
 from taskmix.models import T5Config, build_model
+from taskmix.models.hf import load_hf_checkpoint
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.checkpoint import (
     latest_valid_checkpoint,
@@ -87,8 +89,14 @@ def load_run(
     load_run_task_files(run_dir, config, accept_changes=accept_changed_tasks)
     vocabulary = load_vocabulary(config.vocabulary)
     path = find_checkpoint(run_dir, checkpoint, metric)
-    saved = read_state(path).get("model_config")
-    if saved is not None:  # the exact shape, also of a run whose shape came from init_from
+    state = read_state(path)
+    saved = state.get("model_config")
+    frozen_from = (state.get("frozen") or {}).get("init_from")
+    if frozen_from:  # the checkpoint holds the trained tensors; the frozen ones come from here
+        model = load_pretrained(frozen_from)
+        if saved is not None:
+            model.set_dropout(T5Config.from_dict(saved).dropout_rate)
+    elif saved is not None:  # the exact shape, also of a run whose shape came from init_from
         model = build_model(T5Config.from_dict(saved))
     else:  # a checkpoint from before model_config was saved: a run without init_from
         model = build_model(model_config(config, vocabulary))
@@ -106,3 +114,37 @@ def load_run_task_files(
     records were kept loads its config's ``tasks:`` paths)."""
     defaults_and_configured = load_task_files([] if read_manifest(run_dir) else config.tasks)
     return defaults_and_configured + load_run_tasks(run_dir, accept_changes=accept_changes)
+
+
+def locate_pretrained(path: Path) -> tuple[Path, str | None]:
+    """What ``model.init_from`` names: ``(run_dir, checkpoint)`` for a taskmix run folder
+    (checkpoint ``"last"``) or one of its checkpoint folders, ``(path, None)`` for a Hugging
+    Face T5 folder; anything else is a ConfigError."""
+    if (path / "config.yaml").is_file():
+        return path, "last"
+    if (path / "manifest.json").is_file() and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent, path.name
+    if (path / "config.json").is_file():
+        return path, None
+    raise ConfigError(
+        f"model.init_from: {path} is neither a taskmix run or checkpoint folder (config.yaml, "
+        "manifest.json) nor a Hugging Face T5 folder (config.json + model.safetensors)"
+    )
+
+
+def load_pretrained(path: str | Path) -> torch.nn.Module:
+    """Weights to start from: a taskmix run folder (its last checkpoint), one of its checkpoint
+    folders, or a HF T5 folder (``locate_pretrained``)."""
+    run_dir, which = locate_pretrained(Path(path))
+    if which is None:
+        return load_hf_checkpoint(run_dir)
+    return load_run(run_dir, which)[0]
+
+
+def resolve_pretrained(path: str | Path) -> str:
+    """The exact weights ``model.init_from`` names now, as an absolute path: a run folder's
+    last checkpoint moves on as that run trains, the checkpoint folder it is now does not."""
+    run_dir, which = locate_pretrained(Path(path))
+    if which is None:
+        return str(Path(path).resolve())
+    return str(find_checkpoint(run_dir, which).resolve())
