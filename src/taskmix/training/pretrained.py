@@ -33,8 +33,6 @@ __all__ = [
     "build_model_for",
     "check_init_from",
     "init_source",
-    "load_pretrained",
-    "locate_pretrained",
     "model_shape",
 ]
 
