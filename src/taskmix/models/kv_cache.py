@@ -35,6 +35,7 @@ class AttentionCache:
         self.capacity = capacity
         self.buffer: torch.Tensor | None = None
         self.length = 0
+        self._cross_operands: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def empty(self) -> bool:
@@ -57,10 +58,31 @@ class AttentionCache:
         """Set the cross-attention keys and values, (B, L, 2, H, d_kv)."""
         self.buffer = keys_values.permute(2, 0, 3, 1, 4).contiguous()
         self.length = keys_values.shape[1]
+        self._cross_operands = None
 
     def keep(self, index: torch.Tensor) -> None:
         if self.buffer is not None:
             self.buffer = self.buffer.index_select(1 if self.capacity is None else 2, index)
+            self._cross_operands = None
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys as (B * H, d_kv, positions) and values as (B * H, positions, d_kv): views of
+        the buffer for the batched products (built once for cross-attention, whose length is
+        fixed; per step for self-attention, with one ``as_strided`` each)."""
+        buffer, length = self.buffer, self.length
+        if self.capacity is None:
+            if self._cross_operands is None:
+                _, batch, heads, _, d_kv = buffer.shape
+                keys = buffer[0].view(batch * heads, length, d_kv).transpose(1, 2)
+                self._cross_operands = keys, buffer[1].view(batch * heads, length, d_kv)
+            return self._cross_operands
+        _, _, batch, heads, d_kv = buffer.shape
+        rows = batch * heads
+        step = 2 * rows * d_kv  # from one position to the next
+        offset = buffer.storage_offset()
+        keys = buffer.as_strided((rows, d_kv, length), (d_kv, 1, step), offset)
+        values = buffer.as_strided((rows, length, d_kv), (d_kv, step, 1), offset + rows * d_kv)
+        return keys, values
 
     def attend(self, q: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """T5 attention (no 1/sqrt(d_kv) scaling) of q (B, n, H, d_kv) over the cached
@@ -74,21 +96,21 @@ class AttentionCache:
         length = self.length
         if bias.dtype != q.dtype:
             bias = bias.to(q.dtype)
-        if self.capacity is None:  # (2, B, H, L, d)
-            keys, values = self.buffer[0], self.buffer[1]
-        else:  # (positions, 2, B, H, d) -> (B, H, positions, d) views
-            keys = self.buffer[:length, 0].permute(1, 2, 0, 3)
-            values = self.buffer[:length, 1].permute(1, 2, 0, 3)
         if new != 1:
+            if self.capacity is None:  # (2, B, H, L, d)
+                keys, values = self.buffer[0], self.buffer[1]
+            else:  # (positions, 2, B, H, d) -> (B, H, positions, d) views
+                keys = self.buffer[:length, 0].permute(1, 2, 0, 3)
+                values = self.buffer[:length, 1].permute(1, 2, 0, 3)
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2), keys, values, attn_mask=bias, scale=1.0
             )
             return out.transpose(1, 2).reshape(batch, new, heads * d_kv)
         rows = batch * heads
+        keys_t, values = self._operands()
         bias = bias.expand(batch, heads, 1, length).reshape(rows, 1, length)
-        keys_t = keys.reshape(rows, length, d_kv).transpose(1, 2)  # views: B, H merge
         scores = torch.baddbmm(bias, q.reshape(rows, 1, d_kv), keys_t)
-        out = torch.bmm(torch.softmax(scores, dim=-1), values.reshape(rows, length, d_kv))
+        out = torch.bmm(torch.softmax(scores, dim=-1), values)
         return out.view(batch, 1, heads * d_kv)
 
 

@@ -31,16 +31,15 @@ class T5LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == self.weight.dtype == torch.float32:
-            if not torch.is_grad_enabled():
-                # one fused op, equal to the formula below in fp32 (2x faster on a decoding
-                # step's (32, 256): the formula's mean costs as much as all the rest)
-                return torch.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        weight = self.weight
+        if x.dtype == weight.dtype == torch.float32:
+            if not torch.is_grad_enabled():  # the formula below, minus its no-op conversions
+                return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
             if x.device.type == "cpu" and not torch.compiler.is_compiling():
-                return _CpuRMSNorm.apply(x, self.weight, self.eps)
+                return _CpuRMSNorm.apply(x, weight, self.eps)
         variance = x.float().pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
-        return self.weight * x.to(self.weight.dtype)
+        return weight * x.to(weight.dtype)
 
 
 class _CpuRMSNorm(torch.autograd.Function):
