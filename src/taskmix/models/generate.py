@@ -192,12 +192,13 @@ class _CachedDecoder:
         batch, enc_len = tokens.shape
         heads, dtype = model.config.num_heads, self.encoder_hidden.dtype
         # Expanded to (B, H, ...) once so that attention takes them as (B * H) rows without a
-        # copy per step; the self-attention rows are identical across the batch.
+        # copy per step. The self-attention table is (T, B, H, T), so that step t's rows (the
+        # same for every batch row) are one contiguous block.
         cross_bias = mask_to_bias(masks.cross_mask(tokens, None, None), dtype)  # (B, 1, 1, L)
         self.cross_bias = cross_bias.expand(batch, heads, 1, enc_len).contiguous()
         positions = torch.arange(max_length, device=tokens.device)[None, :]
         bias = model.decoder.position_bias(positions, positions).to(dtype)  # (1, H, T, T)
-        self.self_bias = bias.expand(batch, -1, -1, -1).contiguous()
+        self.self_bias = bias.expand(batch, -1, -1, -1).permute(2, 0, 1, 3).contiguous()
         self.cache = model.decoder.new_cache(max_length)
 
     def step(self, current: torch.Tensor, t: int) -> torch.Tensor:
@@ -205,7 +206,7 @@ class _CachedDecoder:
         step t's query sees keys 0..t, so no causal mask is needed."""
         batch = current.shape[0]
         x = self.model.shared(current[:, None])  # (B, 1, D)
-        self_bias = self.self_bias[:batch, :, t : t + 1, : t + 1]
+        self_bias = self.self_bias[t, :batch, :, None, : t + 1]  # (B, H, 1, t + 1)
         hidden = self.model.decoder(
             x, self_bias, self.encoder_hidden, self.cross_bias, cache=self.cache
         )

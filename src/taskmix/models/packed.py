@@ -86,17 +86,17 @@ class PackedWeight:
     built on first use and rebuilt when a source is replaced or updated in place. Dropped when
     the owning module is copied or pickled (an opaque oneDNN tensor can be neither)."""
 
-    __slots__ = ("_key", "_packed", "_shape")
+    __slots__ = ("_state",)
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._packed: torch.Tensor | None = None
-        self._shape = (0, 0)  # (out_features, in_features) of the packed weight
+        # (key of the sources, packed tensor, (out_features, in_features)), replaced as a whole
+        # so that a reader never sees half of an update
+        self._state: tuple | None = None
 
     @property
     def tensor(self) -> torch.Tensor | None:
         """The packed copy, if one has been made (for inspection)."""
-        return self._packed
+        return None if self._state is None else self._state[1]
 
     def linear(
         self,
@@ -108,33 +108,35 @@ class PackedWeight:
         """See ``packed_linear`` (this is it, once the context and gradient checks pass)."""
         if x.dim() < 2 or not x.is_contiguous() or not onednn_enabled(x):  # fp32 CPU, on
             return None
+        in_features = x.shape[-1]
+        out_features = sum(w.shape[0] for w in weights)
+        rows = x.numel() // in_features if in_features else 0
+        if rows * in_features * out_features < _MIN_MACS:
+            return None
         try:
             key = tuple([(w.data_ptr(), w._version) for w in weights])
         except RuntimeError:  # an inference tensor has no version counter: never cached
             key = None
-        if (key is None or key != self._key) and not self._repack(weights, key):
+        state = self._state
+        if key is None or state is None or state[0] != key:
+            state = self._repack(weights, key)
+        if state is None or state[2] != (out_features, in_features):
             return None
-        out_features, in_features = self._shape
-        if x.shape[-1] != in_features:
-            return None
-        rows = x.numel() // in_features
-        if rows * in_features * out_features < _MIN_MACS:
-            return None
-        x2d = x.view(rows, in_features)
+        packed, x2d = state[1], x.view(rows, in_features)
         if multiply is not None:
             other = multiply.reshape(rows, out_features)
-            out = _linear_pointwise.binary(x2d, other, self._packed, None, "mul")
+            out = _linear_pointwise.binary(x2d, other, packed, None, "mul")
         elif activation == "gelu_tanh":
-            out = _linear_pointwise(x2d, self._packed, None, "gelu", [], "tanh")
+            out = _linear_pointwise(x2d, packed, None, "gelu", [], "tanh")
         else:
-            out = _linear_pointwise(x2d, self._packed, None, activation, [], "")
+            out = _linear_pointwise(x2d, packed, None, activation, [], "")
         return out.view(*x.shape[:-1], out_features)
 
-    def _repack(self, weights: Sequence[torch.Tensor], key: tuple | None) -> bool:
-        """Pack ``weights``; False (and nothing packed) for weights oneDNN does not take."""
-        self._key, self._packed = None, None
+    def _repack(self, weights: Sequence[torch.Tensor], key: tuple | None) -> tuple | None:
+        """Pack ``weights`` (the new state), or None for weights oneDNN does not take."""
         in_features = weights[0].shape[-1]
-        if not all(
+        state = None
+        if all(
             w.dim() == 2
             and w.shape[1] == in_features
             and w.dtype == torch.float32
@@ -142,12 +144,11 @@ class PackedWeight:
             and w.layout == torch.strided
             for w in weights
         ):
-            return False
-        weight = weights[0] if len(weights) == 1 else torch.cat(list(weights))
-        self._packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), None)
-        self._shape = tuple(weight.shape)
-        self._key = key
-        return True
+            weight = weights[0] if len(weights) == 1 else torch.cat(list(weights))
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), None)
+            state = (key, packed, tuple(weight.shape))
+        self._state = state
+        return state
 
     def __getstate__(self) -> dict:
         return {}
