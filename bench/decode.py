@@ -11,22 +11,74 @@ Two settings, both run by default (``--setting``):
   sides see it) until rows end at varied steps, as a trained model's do in evaluation; both
   decoders stop once every row has produced EOS.
 
+Each setting also runs on a model with an adapter (``Adapter``: ``y + up(relu(down(y)))``)
+around every block's feed-forward output projection ``wo``, the same module with the same
+weights wrapped around taskmix's and transformers' ``DenseReluDense.wo``: taskmix decodes
+through the model's modules, so the adapter counts (``--no-adapter`` skips these rows).
+
     .venv/bin/python bench/decode.py [--preset mini] [--version 1.1] [--batch 32] [--new-tokens 32]
-                                     [--setting both|fixed|natural] [--threads 1]
+                                     [--setting both|fixed|natural] [--threads 1] [--no-adapter]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
 
 import torch
+from torch import nn
 
 from taskmix.models import build_model, preset
 from taskmix.models.generate import greedy_decode
 from taskmix.models.hf import save_hf_checkpoint
+
+
+class Adapter(nn.Module):
+    """A bottleneck adapter after a projection: ``y = base(x); y + up(relu(down(y)))``."""
+
+    def __init__(self, base: nn.Linear, bottleneck: int = 32):
+        super().__init__()
+        self.base = base
+        self.down = nn.Linear(base.out_features, bottleneck)
+        self.up = nn.Linear(bottleneck, base.out_features)
+
+    @property
+    def weight(self) -> torch.Tensor:  # transformers' T5 feed-forward reads ``wo.weight``
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        return y + self.up(torch.relu(self.down(y)))
+
+
+def _feed_forwards(model: nn.Module) -> list[nn.Module]:
+    """Every block's ``DenseReluDense`` (taskmix and transformers name them alike), in order."""
+    return [m for name, m in model.named_modules() if name.endswith("DenseReluDense")]
+
+
+def _add_adapters(model: nn.Module) -> list[Adapter]:
+    """Wrap every block's ``wo`` in a new adapter; returns them (in block order)."""
+    adapters = []
+    for feed_forward in _feed_forwards(model):
+        feed_forward.wo = Adapter(feed_forward.wo)
+        adapters.append(feed_forward.wo)
+    return adapters
+
+
+def _remove_adapters(model: nn.Module) -> None:
+    for feed_forward in _feed_forwards(model):
+        feed_forward.wo = feed_forward.wo.base
+
+
+def _copy_adapters(adapters: list[Adapter], model: nn.Module) -> None:
+    """Wrap ``model``'s ``wo`` projections in copies of ``adapters`` (same weights)."""
+    for adapter, feed_forward in zip(adapters, _feed_forwards(model), strict=True):
+        twin = copy.deepcopy(adapter)
+        twin.base = feed_forward.wo
+        feed_forward.wo = twin
 
 
 def _times(fns: dict, repeats: int) -> dict[str, list[float]]:
@@ -79,6 +131,9 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--no-adapter", action="store_true", help="skip the rows with an adapter-wrapped model"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -91,11 +146,15 @@ def main() -> None:
 
     logging.set_verbosity_error()
     settings = ["fixed", "natural"] if args.setting == "both" else [args.setting]
-    ratios = {setting: run_setting(args, natural=setting == "natural") for setting in settings}
+    ratios = {}
+    for adapter in [False] if args.no_adapter else [False, True]:
+        for setting in settings:
+            name = f"adapter {setting}" if adapter else setting
+            ratios[name] = run_setting(args, natural=setting == "natural", adapter=adapter)
     print("summary: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()))
 
 
-def run_setting(args, *, natural: bool) -> float:
+def run_setting(args, *, natural: bool, adapter: bool) -> float:
     """Time both decoders in one setting; prints the rates and returns the median speed-up."""
     from transformers import T5ForConditionalGeneration
 
@@ -109,15 +168,25 @@ def run_setting(args, *, natural: bool) -> float:
 
     eos = config.eos_token_id
     head = ours.shared.weight if ours.lm_head is None else ours.lm_head.weight
+    adapters = _add_adapters(ours) if adapter else []  # calibrate EOS on the decoded model
     with torch.no_grad():
         if natural:
             setting = _calibrate_eos(ours, head, eos, inputs, args.new_tokens)
         else:
             head[eos] *= 0.1  # keep EOS unlikely so both decoders run every step
             setting = "fixed length (EOS suppressed)"
+    if adapter:
+        wrapped = greedy_decode(ours, inputs, max_length=args.new_tokens)
+        _remove_adapters(ours)  # the checkpoint holds the T5 weights only
+        plain = greedy_decode(ours, inputs, max_length=args.new_tokens)
+        assert not torch.equal(wrapped, plain), "the adapters do not change the output"
+        setting += "; adapter around every wo"
     with tempfile.TemporaryDirectory() as tmp:
         save_hf_checkpoint(ours, f"{tmp}/ckpt")
         hf = T5ForConditionalGeneration.from_pretrained(f"{tmp}/ckpt").eval()
+    if adapter:
+        _copy_adapters(adapters, ours)
+        _copy_adapters(adapters, hf)
 
     def run_ours() -> torch.Tensor:
         return greedy_decode(ours, inputs, max_length=args.new_tokens)

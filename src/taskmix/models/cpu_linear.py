@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 
 from taskmix.models.onednn import mm_nt as _mm_nt
 from taskmix.models.onednn import onednn_enabled, set_onednn
+from taskmix.models.packed import PackedWeight, packed_linear, register_plain_linear
 
 __all__ = ["Linear", "linear", "onednn_enabled", "set_onednn"]
 
@@ -99,9 +100,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return out if x.dim() == 2 else out.view(*x.shape[:-1], out_features)  # 2-D: not a view
 
 
+@register_plain_linear
 class Linear(nn.Linear):
     """``nn.Linear`` whose forward uses ``linear`` (same parameters and state_dict keys, and
-    ``isinstance(m, nn.Linear)`` still holds)."""
+    ``isinstance(m, nn.Linear)`` still holds). While decoding (``packed.packed_weights``) it
+    multiplies with a oneDNN-packed copy of its weight that it keeps until the weight changes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        packed = self.__dict__.get("_packed")
+        if packed is None:  # created lazily, so that any way of constructing the layer works
+            packed = self._packed = PackedWeight()
+        weight, bias = self.weight, self.bias
+        if bias is None:
+            out = packed_linear(x, (weight,), packed)
+            if out is not None:
+                return out
+        return linear(x, weight, bias)

@@ -12,10 +12,14 @@ from torch import nn
 from taskmix.models.config import T5Config
 from taskmix.models.cpu_linear import Linear, linear
 from taskmix.models.dropout import Dropout, relu_dropout
+from taskmix.models.kv_cache import AttentionCache, BlockCache, KVCache, takes_cache
+from taskmix.models.packed import PackedWeight, is_plain_linear, packed_linear
+from taskmix.models.padding import UnpaddedAttention
 from taskmix.models.segments import SegmentedAttention
 
-# an additive bias tensor, or a plan for attention within packed segments
-AttentionBias = torch.Tensor | SegmentedAttention
+# An additive bias tensor, or a plan that runs attention itself: within packed segments, or on
+# a padded batch whose per-token layers see only its real tokens.
+AttentionBias = torch.Tensor | SegmentedAttention | UnpaddedAttention
 
 
 class T5LayerNorm(nn.Module):
@@ -27,16 +31,15 @@ class T5LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.device.type == "cpu"
-            and x.dtype == self.weight.dtype == torch.float32
-            and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
-        ):
-            return _CpuRMSNorm.apply(x, self.weight, self.eps)
+        weight = self.weight
+        if x.dtype == weight.dtype == torch.float32:
+            if not torch.is_grad_enabled():  # the formula below, minus its no-op conversions
+                return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+            if x.device.type == "cpu" and not torch.compiler.is_compiling():
+                return _CpuRMSNorm.apply(x, weight, self.eps)
         variance = x.float().pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
-        return self.weight * x.to(self.weight.dtype)
+        return weight * x.to(weight.dtype)
 
 
 class _CpuRMSNorm(torch.autograd.Function):
@@ -75,9 +78,16 @@ class DenseActDense(nn.Module):
         self.wi = Linear(config.d_model, config.d_ff, bias=False)
         self.wo = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = Dropout(config.dropout_rate)
+        self._packed_in = PackedWeight()  # wi with the ReLU fused, for decoding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wo(relu_dropout(self.wi(x), self.dropout.p, self.training))
+        hidden = None
+        if not self.training and is_plain_linear(self.wi):
+            # decoding: oneDNN applies the ReLU to the product's output (one pass less)
+            hidden = packed_linear(x, (self.wi.weight,), self._packed_in, activation="relu")
+        if hidden is None:
+            hidden = relu_dropout(self.wi(x), self.dropout.p, self.training)
+        return self.wo(hidden)
 
 
 class DenseGatedActDense(nn.Module):
@@ -89,10 +99,28 @@ class DenseGatedActDense(nn.Module):
         self.wi_1 = Linear(config.d_model, config.d_ff, bias=False)
         self.wo = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = Dropout(config.dropout_rate)
+        self._packed_gate = PackedWeight()  # wi_0 and wi_1, for decoding (_packed_hidden)
+        self._packed_linear = PackedWeight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = F.gelu(self.wi_0(x), approximate="tanh")
-        return self.wo(self.dropout(gate * self.wi_1(x)))
+        hidden = None if self.training else self._packed_hidden(x)
+        if hidden is None:
+            gate = F.gelu(self.wi_0(x), approximate="tanh")
+            hidden = self.dropout(gate * self.wi_1(x))
+        return self.wo(hidden)
+
+    def _packed_hidden(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Decoding: ``gelu(wi_0(x)) * wi_1(x)`` as two packed products, oneDNN applying the
+        GELU to the first's output and the multiplication to the second's (no separate passes
+        or temporaries: 8% faster at 32 rows, more on an encoder's hundreds). None where the
+        packed path does not apply or wi_0 / wi_1 is not a plain projection (it is called)."""
+        if not (is_plain_linear(self.wi_0) and is_plain_linear(self.wi_1)):
+            return None
+        gate = packed_linear(x, (self.wi_0.weight,), self._packed_gate, activation="gelu_tanh")
+        if gate is None:
+            return None
+        hidden = packed_linear(x, (self.wi_1.weight,), self._packed_linear, multiply=gate)
+        return self.dropout(gate * self.wi_1(x) if hidden is None else hidden)
 
 
 class LayerFF(nn.Module):
@@ -113,7 +141,9 @@ class Attention(nn.Module):
 
     ``attn_bias`` is an additive float tensor (B or 1, H or 1, Lq, Lk) holding the relative
     position bias plus a large negative value at masked positions, or a ``SegmentedAttention``
-    plan for packed rows (attention within segments only)."""
+    plan (``SegmentedAttention`` for packed rows, ``UnpaddedAttention`` for the real tokens of a
+    padded batch). With a ``cache`` (decoding) ``x`` holds only the new positions; see
+    ``_forward_cached``."""
 
     def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
         super().__init__()
@@ -129,19 +159,27 @@ class Attention(nn.Module):
             self.relative_attention_bias = nn.Embedding(
                 config.relative_attention_num_buckets, config.num_heads
             )
+        # packed copies of the fused projections (q, k, v and k, v), made while decoding
+        self._packed_qkv = PackedWeight()
+        self._packed_kv = PackedWeight()
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
 
     @staticmethod
-    def _project(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
+    def _project(
+        x: torch.Tensor, layers: tuple[nn.Module, ...], packed: PackedWeight
+    ) -> torch.Tensor:
         """The outputs of ``layers`` on ``x``, side by side. Plain bias-free projections (the
         usual case) run as one product with their stacked weights: ``x`` is read once, the GEMM
         is larger, and ``x`` gets one gradient instead of a sum of several (T5-small, CPU: q, k
-        and v forward + backward 1.2x faster). Anything else (say, a wrapped layer) runs as is."""
-        if all(type(layer) is Linear and layer.bias is None for layer in layers):
-            return linear(x, torch.cat([layer.weight for layer in layers]))
+        and v forward + backward 1.2x faster); while decoding, on the packed copy ``packed``.
+        Anything else (a subclass, a wrapper, a layer with hooks) is called as it is."""
+        if all(is_plain_linear(layer) for layer in layers):
+            weights = [layer.weight for layer in layers]
+            out = packed_linear(x, weights, packed)
+            return linear(x, torch.cat(weights)) if out is None else out
         return torch.cat([layer(x) for layer in layers], dim=-1)
 
     def forward(
@@ -149,17 +187,20 @@ class Attention(nn.Module):
         x: torch.Tensor,
         attn_bias: AttentionBias,
         kv: torch.Tensor | None = None,
+        cache: AttentionCache | None = None,
     ) -> torch.Tensor:
+        if cache is not None:
+            return self._forward_cached(x, attn_bias, kv, cache)
         dropout_p = self.dropout if self.training else 0.0
-        segmented = isinstance(attn_bias, SegmentedAttention)
+        plan = not isinstance(attn_bias, torch.Tensor)
         if kv is None:  # self-attention
-            qkv = self._project(x, (self.q, self.k, self.v))
-            if segmented:
+            qkv = self._project(x, (self.q, self.k, self.v), self._packed_qkv)
+            if plan:
                 return self.o(attn_bias.attend_self(qkv, self.n_heads, dropout_p))
             q, k, v = qkv.chunk(3, dim=-1)
         else:  # cross-attention
-            q, keys_values = self.q(x), self._project(kv, (self.k, self.v))
-            if segmented:
+            q, keys_values = self.q(x), self._project(kv, (self.k, self.v), self._packed_kv)
+            if plan:
                 return self.o(attn_bias.attend(q, keys_values, self.n_heads, dropout_p))
             k, v = keys_values.chunk(2, dim=-1)
         out = F.scaled_dot_product_attention(
@@ -173,6 +214,31 @@ class Attention(nn.Module):
         batch, _, length, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(batch, length, -1))
 
+    def _forward_cached(
+        self,
+        x: torch.Tensor,
+        attn_bias: torch.Tensor,
+        kv: torch.Tensor | None,
+        cache: AttentionCache,
+    ) -> torch.Tensor:
+        """Decoding: ``x`` (B, n, D) holds the n new positions. Self-attention appends their
+        keys/values to ``cache`` and attends over every cached position (``attn_bias``
+        broadcastable to (B, H, n, positions so far)); cross-attention projects ``kv`` to
+        keys/values on the first call only. The projections are the same calls as above."""
+        batch, new, _ = x.shape
+        heads = self.n_heads
+        if kv is None:
+            qkv = self._project(x, (self.q, self.k, self.v), self._packed_qkv)
+            qkv = qkv.view(batch, new, 3, heads, -1)
+            cache.append(qkv[:, :, 1:])
+            q = qkv[:, :, 0]
+        else:
+            q = self.q(x).view(batch, new, heads, -1)
+            if cache.empty:
+                keys_values = self._project(kv, (self.k, self.v), self._packed_kv)
+                cache.store(keys_values.view(kv.shape[0], kv.shape[1], 2, heads, -1))
+        return self.o(cache.attend(q, attn_bias))
+
 
 class LayerSelfAttention(nn.Module):
     def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
@@ -181,8 +247,15 @@ class LayerSelfAttention(nn.Module):
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, x: torch.Tensor, attn_bias: AttentionBias) -> torch.Tensor:
-        return x + self.dropout(self.SelfAttention(self.layer_norm(x), attn_bias))
+    def forward(
+        self, x: torch.Tensor, attn_bias: AttentionBias, cache: AttentionCache | None = None
+    ) -> torch.Tensor:
+        h = self.layer_norm(x)
+        if cache is None:  # no cache argument: a replacement without one works here
+            h = self.SelfAttention(h, attn_bias)
+        else:
+            h = self.SelfAttention(h, attn_bias, cache=cache)
+        return x + self.dropout(h)
 
 
 class LayerCrossAttention(nn.Module):
@@ -192,8 +265,19 @@ class LayerCrossAttention(nn.Module):
         self.layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, attn_bias: AttentionBias) -> torch.Tensor:
-        return x + self.dropout(self.EncDecAttention(self.layer_norm(x), attn_bias, kv=kv))
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv: torch.Tensor,
+        attn_bias: AttentionBias,
+        cache: AttentionCache | None = None,
+    ) -> torch.Tensor:
+        h = self.layer_norm(x)
+        if cache is None:
+            h = self.EncDecAttention(h, attn_bias, kv=kv)
+        else:
+            h = self.EncDecAttention(h, attn_bias, kv=kv, cache=cache)
+        return x + self.dropout(h)
 
 
 class Block(nn.Module):
@@ -228,11 +312,18 @@ class Block(nn.Module):
         attn_bias: AttentionBias,
         cross_states: torch.Tensor | None = None,
         cross_bias: AttentionBias | None = None,
+        cache: BlockCache | None = None,
     ) -> torch.Tensor:
-        x = self.layer[0](x, attn_bias)
-        if self.has_cross_attention:
-            x = self.layer[1](x, cross_states, cross_bias)
-        return self.layer[-1](x)
+        layers = tuple(self.layer)  # one pass over the ModuleList (its indexing is slow)
+        if cache is None:  # no cache argument: replacements without one work here
+            x = layers[0](x, attn_bias)
+            if self.has_cross_attention:
+                x = layers[1](x, cross_states, cross_bias)
+        else:
+            x = layers[0](x, attn_bias, cache=cache.self_attention)
+            if self.has_cross_attention:
+                x = layers[1](x, cross_states, cross_bias, cache=cache.cross_attention)
+        return layers[-1](x)
 
 
 def relative_position_bucket(
@@ -323,8 +414,38 @@ class Stack(nn.Module):
         attn_bias: AttentionBias,
         cross_states: torch.Tensor | None = None,
         cross_bias: AttentionBias | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
+        """With a ``cache`` (decoding, see ``kv_cache``): ``x`` (B, n, D) holds the n new
+        positions and ``attn_bias`` their rows against every cached position."""
         x = self.dropout(x)
-        for block in self.block:
-            x = block(x, attn_bias, cross_states, cross_bias)
+        if cache is None:
+            for block in self.block:
+                x = block(x, attn_bias, cross_states, cross_bias)
+        else:
+            for block, block_cache in zip(self.block, cache.blocks, strict=True):
+                x = block(x, attn_bias, cross_states, cross_bias, cache=block_cache)
         return self.dropout(self.final_layer_norm(x))
+
+    def new_cache(self, capacity: int) -> KVCache:
+        """An empty key/value cache for decoding up to ``capacity`` positions."""
+        cross = bool(self.block) and getattr(self.block[0], "has_cross_attention", False)
+        return KVCache(len(self.block), capacity, cross_attention=cross)
+
+    def supports_cache(self) -> bool:
+        """Whether every module on the cache's path takes it (``takes_cache``): the stack, its
+        blocks, and, inside taskmix blocks, the attention layers and their ``Attention``. A
+        module replaced by one that does not take a cache makes this False."""
+        modules: list[nn.Module] = [self]
+        for block in self.block:
+            modules.append(block)
+            if not isinstance(block, Block):
+                continue
+            attention_layers = block.layer[:2] if block.has_cross_attention else block.layer[:1]
+            for layer in attention_layers:
+                modules.append(layer)
+                if isinstance(layer, LayerSelfAttention):
+                    modules.append(layer.SelfAttention)
+                elif isinstance(layer, LayerCrossAttention):
+                    modules.append(layer.EncDecAttention)
+        return all(takes_cache(m) for m in modules)

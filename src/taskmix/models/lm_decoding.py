@@ -10,7 +10,8 @@ next token sits at the same index and one (1, H, T, T) position-bias table serve
 relative positions between real tokens are unchanged by the shift.
 
 Both states below have ``step(current, t)`` and ``keep(index)`` like the encoder-decoder ones in
-``generate.py``; step 0's logits come from the prompt itself (``current`` is ignored then).
+``generate.py``; step 0's logits come from the prompt itself (``current`` is ignored then). The
+cached one passes the same ``KVCache`` through the model's own forwards as the encoder-decoder.
 """
 
 from __future__ import annotations
@@ -37,62 +38,42 @@ def _prompts(model: DecoderOnlyLM, tokens: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class CachedLMDecoder:
-    """Key/value cache of every layer over prompt + generated tokens (B, H, P + T, d_kv)."""
+    """Runs ``model.decoder`` with a key/value cache (``kv_cache``) over prompt + generated
+    tokens: the prompt in one call, then one token per step, through the model's own modules."""
 
     def __init__(self, model: DecoderOnlyLM, tokens: torch.Tensor, max_length: int):
         self.model = model
         prompt, valid = _prompts(model, tokens)
-        batch, width = prompt.shape
+        width = prompt.shape[1]
         total = width + max_length
-        heads, d_kv = model.config.num_heads, model.config.d_kv
         positions = torch.arange(total, device=tokens.device)[None, :]
         self.bias = model.decoder.position_bias(positions, positions)  # (1, H, total, total)
         self.key_ok = F.pad(valid, (0, max_length), value=True)[:, None, None, :]  # (B,1,1,total)
         self.width = width
+        self.cache = model.decoder.new_cache(total)
         x = model.shared(prompt)
-        dtype = x.dtype
-        self.cache_k = x.new_zeros(len(model.decoder.block), batch, heads, total, d_kv)
-        self.cache_v = torch.zeros_like(self.cache_k)
         idx = torch.arange(width, device=tokens.device)
         allowed = self.key_ok[..., :width]
         if model.config.architecture != "prefix_lm":  # the prompt is read causally
             allowed = allowed & (idx[None, :] <= idx[:, None])[None, None]
         # padding queries see themselves, so that no row is fully masked (no NaN in any dtype)
         allowed = allowed | (idx[None, :] == idx[:, None])[None, None]
-        prefill_bias = self.bias[:, :, :width, :width] + mask_to_bias(allowed, dtype)
-        hidden = self._layers(x, prefill_bias, 0)
+        prefill_bias = self.bias[:, :, :width, :width] + mask_to_bias(allowed, x.dtype)
+        hidden = model.decoder(x, prefill_bias, cache=self.cache)
         self.first_logits = model.logits(hidden[:, -1])
-
-    def _layers(self, x: torch.Tensor, bias: torch.Tensor, start: int) -> torch.Tensor:
-        """Run (B, n, D) tokens at cache indices start..start+n-1 through every block."""
-        end = start + x.shape[1]
-        for i, block in enumerate(self.model.decoder.block):
-            self_attn, ff = block.layer[0], block.layer[-1]
-            attn = self_attn.SelfAttention
-            h = self_attn.layer_norm(x)
-            q, k, v = attn._heads(attn.q(h)), attn._heads(attn.k(h)), attn._heads(attn.v(h))
-            self.cache_k[i, :, :, start:end] = k
-            self.cache_v[i, :, :, start:end] = v
-            out = F.scaled_dot_product_attention(
-                q, self.cache_k[i, :, :, :end], self.cache_v[i, :, :, :end], bias, scale=1.0
-            )
-            x = x + attn.o(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
-            x = ff(x)
-        return self.model.decoder.final_layer_norm(x)
 
     def step(self, current: torch.Tensor, t: int) -> torch.Tensor:
         if t == 0:
             return self.first_logits
         index = self.width + t - 1  # cache index of ``current``, the token generated at step t-1
         bias = self.bias[:, :, index : index + 1, : index + 1] + mask_to_bias(
-            self.key_ok[..., : index + 1], self.cache_k.dtype
+            self.key_ok[..., : index + 1], self.bias.dtype
         )
         x = self.model.shared(current)[:, None]
-        return self.model.logits(self._layers(x, bias, index)[:, 0])
+        return self.model.logits(self.model.decoder(x, bias, cache=self.cache)[:, 0])
 
     def keep(self, index: torch.Tensor) -> None:
-        self.cache_k = self.cache_k.index_select(1, index)
-        self.cache_v = self.cache_v.index_select(1, index)
+        self.cache.keep(index)
         self.key_ok = self.key_ok.index_select(0, index)
 
 

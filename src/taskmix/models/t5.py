@@ -23,6 +23,8 @@ from taskmix.models.layers import (
     T5LayerNorm,
     mask_to_bias,
 )
+from taskmix.models.packed import PackedWeight, packed_linear
+from taskmix.models.padding import UnpaddedAttention
 from taskmix.models.segments import SegmentLayout
 
 
@@ -103,7 +105,9 @@ class LMHead(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head is None:
-            return linear(hidden * self.config.d_model**-0.5, self.shared.weight)
+            scaled = hidden * self.config.d_model**-0.5
+            out = packed_linear(scaled, (self.shared.weight,), self._packed_head)
+            return linear(scaled, self.shared.weight) if out is None else out
         return self.lm_head(hidden)
 
     def _make_head(self, config: T5Config) -> None:
@@ -114,6 +118,7 @@ class LMHead(nn.Module):
             if config.tie_word_embeddings
             else Linear(config.d_model, config.vocab_size, bias=False)
         )
+        self._packed_head = PackedWeight()  # the tied head's packed copy, made while decoding
 
 
 class T5Model(LMHead):
@@ -146,9 +151,16 @@ class T5Model(LMHead):
         encoder_input_tokens: torch.Tensor,
         encoder_segment_ids: torch.Tensor | None = None,
         encoder_positions: torch.Tensor | None = None,
+        *,
+        skip_padding: bool = False,
     ) -> torch.Tensor:
-        """Encoder hidden states (B, L, d_model)."""
+        """Encoder hidden states (B, L, d_model). ``skip_padding`` (unpacked inputs only): the
+        per-token layers run on the real tokens only (see ``padding``), and padding positions
+        of the result are zero instead of the padding tokens' states; real positions are the
+        same (cross-attention masks padding anyway)."""
         tokens = encoder_input_tokens
+        if skip_padding and encoder_segment_ids is None and encoder_positions is None:
+            return self._encode_real_tokens(tokens)
         x = self.shared(tokens)
         pos = masks.bias_positions(
             encoder_positions, encoder_segment_ids, tokens.shape[1], tokens.device
@@ -157,6 +169,16 @@ class T5Model(LMHead):
             masks.fully_visible_mask(tokens, encoder_segment_ids), x.dtype
         )
         return self.encoder(x, bias)
+
+    def _encode_real_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, length = tokens.shape
+        positions = torch.arange(length, device=tokens.device)[None, :]
+        bias = self.encoder.position_bias(positions, positions) + mask_to_bias(
+            masks.fully_visible_mask(tokens, None), self.shared.weight.dtype
+        )
+        plan = UnpaddedAttention.build(tokens, bias)
+        x = self.shared(tokens.reshape(-1).index_select(0, plan.index))  # (N, D)
+        return plan.padded(self.encoder(x, plan)).view(batch, length, -1)
 
     def decode(
         self,
