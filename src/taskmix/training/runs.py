@@ -112,7 +112,8 @@ def load_run_task_files(
 ) -> list[TaskFile]:
     """Register the default tasks and the run's task files (as recorded; a run from before
     records were kept loads its config's ``tasks:`` paths)."""
-    defaults_and_configured = load_task_files([] if read_manifest(run_dir) else config.tasks)
+    recorded = read_manifest(run_dir) is not None
+    defaults_and_configured = load_task_files([] if recorded else config.tasks)
     return defaults_and_configured + load_run_tasks(run_dir, accept_changes=accept_changes)
 
 
