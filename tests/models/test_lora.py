@@ -185,3 +185,45 @@ def test_unknown_keys_and_double_lora_are_config_errors():
     add_lora(model, LoRAConfig(rank=2))
     with pytest.raises(ConfigError, match="already has LoRA"):
         add_lora(model, LoRAConfig(rank=2))
+
+
+@pytest.mark.parametrize("flavour", [{}, V11])
+def test_peft_export_loads_in_peft_with_the_same_logits(flavour, tmp_path):
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    from taskmix.models.hf import save_hf_checkpoint
+    from taskmix.models.lora_peft import save_peft_adapter
+
+    model = T5Model(tiny_config(dropout_rate=0.0, **flavour)).eval()
+    save_hf_checkpoint(model, tmp_path / "base")  # before LoRA: base weights only
+    targets = ALL_T5_11 if flavour else ALL_T5_10
+    config = LoRAConfig(rank=4, alpha=8, target_modules=targets)
+    add_lora(model, config)
+    _randomise(model)
+    save_peft_adapter(model, config, tmp_path / "lora")
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "base").eval()
+    peft_model = peft.PeftModel.from_pretrained(hf, tmp_path / "lora").eval()
+    inputs, decoder_inputs, targets_ = _batch()
+    with torch.no_grad():
+        ours = model(inputs, decoder_inputs, targets_).logits
+        theirs = peft_model(
+            input_ids=inputs,
+            attention_mask=(inputs > 0).long(),
+            decoder_input_ids=decoder_inputs,
+        ).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+    with torch.no_grad(), peft_model.disable_adapter():  # the updates were really loaded
+        off = peft_model(input_ids=inputs, decoder_input_ids=decoder_inputs).logits
+    assert not torch.allclose(off, ours, atol=1e-3)
+
+
+def test_merged_updates_are_not_saved(tmp_path):
+    from taskmix.errors import CheckpointError
+    from taskmix.models.lora_peft import save_peft_adapter
+
+    model = T5Model(tiny_config())
+    config = LoRAConfig(rank=2)
+    add_lora(model, config)
+    merge_lora(model)
+    with pytest.raises(CheckpointError, match="unmerge"):
+        save_peft_adapter(model, config, tmp_path / "lora")
