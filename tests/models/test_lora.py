@@ -16,8 +16,10 @@ from taskmix.models.lora import (
     is_lora_parameter,
     lora_layers,
     merge_lora,
+    unload_lora,
     unmerge_lora,
 )
+from taskmix.models.packed import is_plain_linear
 from tests.models.helpers import tiny_config
 from tests.models.test_decoding_modules import (  # noqa: F401 (fast_paths is a fixture)
     V11,
@@ -98,6 +100,10 @@ def test_decoding_runs_lora(flavour, fast_paths):  # noqa: F811
     merge_lora(model)  # merged: same outputs through the (plain) base weights
     assert torch.equal(_assert_consistent(model, inputs), adapted)
     unmerge_lora(model)
+    assert torch.equal(_assert_consistent(model, inputs), adapted)
+    unload_lora(model)  # plain projections again: the fast paths apply, same output
+    assert not lora_layers(model)
+    assert is_plain_linear(model.decoder.block[0].layer[0].SelfAttention.q)
     assert torch.equal(_assert_consistent(model, inputs), adapted)
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.errors import ConfigError
+from taskmix.models.cpu_linear import Linear
 
 LORA_NAMES = ("lora_A", "lora_B")
 DEFAULT_TARGETS = ("q", "v")  # as in the LoRA paper and PEFT's T5 default
@@ -178,3 +179,21 @@ def unmerge_lora(model: nn.Module) -> None:
     """Undo ``merge_lora`` (to train further or to save the updates separately)."""
     for layer in lora_layers(model):
         layer.unmerge()
+
+
+def unload_lora(model: nn.Module) -> None:
+    """Merge every LoRA update and put plain projections back (holding the merged weights):
+    a merged ``LoRALinear`` computes what its base layer would, but it is not a plain
+    projection, so the fused and packed fast paths skip it; after this they apply again. The
+    LoRA parameters are dropped."""
+    replaced: dict[int, nn.Module] = {}
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if not isinstance(child, LoRALinear):
+                continue
+            if id(child) not in replaced:
+                child.merge()
+                plain = Linear(child.in_features, child.out_features, bias=False, device="meta")
+                plain.weight = child.weight
+                replaced[id(child)] = plain
+            setattr(parent, child_name, replaced[id(child)])
