@@ -84,6 +84,9 @@ class OptimizerConfig(Strict):
     # A trainable parameter joins the first group one of whose patterns matches one of its
     # names; the others form the default group (lr, weight_decay above).
     groups: list[ParamGroupConfig] = Field(default_factory=list)
+    # T5's gradual unfreezing: the blocks train top-down, one more per steps / num_layers
+    # steps; embeddings, output layer and final norms throughout (training.unfreezing).
+    gradual_unfreezing: bool = False
 
 
 class EvalConfig(Strict):

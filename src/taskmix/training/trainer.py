@@ -63,6 +63,7 @@ from taskmix.training.trainable import (
     param_groups,
     select_trainable,
 )
+from taskmix.training.unfreezing import GradualUnfreezing
 from taskmix.yamlconf import read_yaml
 
 # The progress bar's throughput: real input + target tokens, as bench/train_throughput.py counts.
@@ -105,6 +106,8 @@ def train(
     run_dir = Path(run_dir)
     job = Distributed.from_env()
     plan = plan_run(config)  # everything a bad config can get wrong, before the folder exists
+    if config.optimizer.gradual_unfreezing:
+        callbacks = [*callbacks, GradualUnfreezing(config.steps)]
     hooks = Callbacks(callbacks)
     if job.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
