@@ -151,3 +151,23 @@ def test_the_adapter_example_parses_and_plans(base):
     )
     assert config.model.adapter["kind"] == "bottleneck"
     plan_run(config)
+
+
+def test_model_trainable_replaces_the_adapters_default(tmp_path, base):
+    run = tmp_path / "run"
+    config = _config(base, LORA)
+    config.model.trainable = ["*.lora_B.*"]
+    train(config, run, progress=False)
+    saved = load_file(run / "checkpoints" / "step-00000002" / "model.safetensors")
+    assert saved and all(".lora_B." in k for k in saved)
+    config.model.trainable = ["*.lora_C.*"]
+    with pytest.raises(ConfigError, match=r"model\.trainable\[0\]: '\*\.lora_C\.\*' matches no"):
+        plan_run(config)
+
+
+def test_an_adapter_run_cannot_be_init_from(tmp_path, base):
+    adapter = tmp_path / "adapter"
+    train(_config(base, BOTTLENECK), adapter, progress=False)
+    config = parse_config(tiny(model={"init_from": str(adapter), "overrides": {}}))
+    with pytest.raises(ConfigError, match="is an adapter run"):
+        plan_run(config)

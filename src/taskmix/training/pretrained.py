@@ -111,6 +111,11 @@ def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
         checkpoint = find_checkpoint(run_dir, which)
     except TaskmixError as err:
         raise ConfigError(f"model.init_from: {err}") from None
+    if run_config.model.adapter is not None:
+        raise ConfigError(
+            f"model.init_from: {path} is an adapter run (model.adapter); starting a run from one "
+            "is not supported: use its base (that run's model.init_from) instead"
+        )
     state = read_state(checkpoint)
     fingerprint = state.get("identity", {}).get("vocabulary")
     if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary
