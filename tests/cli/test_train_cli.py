@@ -86,3 +86,16 @@ def test_predict_texts_and_files(run, capsys, tmp_path, monkeypatch):
 def test_predict_without_inputs_is_an_error(run, capsys):
     assert main(["predict", str(run)]) == 2
     assert "give input texts, --file or --task" in capsys.readouterr().err
+
+
+def test_train_eval_predict_an_adapter_run(run, capsys, tmp_path):
+    config = tmp_path / "adapter.yaml"
+    model = {"init_from": str(run), "overrides": {}, "adapter": {"kind": "lora", "rank": 2}}
+    config.write_text(yaml.safe_dump(tiny(steps=2, model=model)))
+    out = tmp_path / "adapter"
+    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    scores = _eval(capsys, out)
+    assert "topic" in json.dumps(scores)
+    assert main(["predict", str(out), "topic sentence: a"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1

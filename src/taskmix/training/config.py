@@ -35,6 +35,10 @@ class ModelConfig(Strict):
     # Glob patterns (fnmatch) over parameter names: the parameters this run trains; the others
     # are frozen (no gradients, no optimizer state; see training.trainable). None: all.
     trainable: list[str] | None = None
+    # Adapter-only runs (training.adapting): {kind: bottleneck, dim: 8} or {kind: lora, rank: 4,
+    # ...}; needs init_from. Trains only the adapter unless ``trainable`` is given. Its keys
+    # are checked by ``plan_run`` (errors name model.adapter.<key>).
+    adapter: dict[str, Any] | None = None
 
     @field_validator("trainable", mode="before")
     @classmethod

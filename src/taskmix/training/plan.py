@@ -21,6 +21,7 @@ from taskmix.data.registry import TaskRegistry
 from taskmix.data.vocabulary import Vocabulary
 from taskmix.errors import ConfigError, TaskmixError
 from taskmix.metrics import METRICS
+from taskmix.training.adapting import check_adapter
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.config import TrainConfig
 from taskmix.training.identity import run_identity
@@ -50,6 +51,8 @@ def plan_run(config: TrainConfig) -> RunPlan:
         check_init_from(config, vocabulary)
     else:
         model_config(config, vocabulary)
+    if config.model.adapter is not None:
+        check_adapter(config.model.adapter, config.model.init_from, model_shape(config, vocabulary))
     if config.model.trainable is not None or config.optimizer.groups:
         check_config_patterns(config, model_shape(config, vocabulary))
     mixture = _mixture(config)

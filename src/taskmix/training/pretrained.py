@@ -17,6 +17,7 @@ from safetensors import safe_open
 from taskmix.data.vocabulary import Vocabulary
 from taskmix.errors import ConfigError, TaskmixError
 from taskmix.models import T5Config, build_model
+from taskmix.training.adapting import apply_adapter, parse_adapter
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.checkpoint import read_state
 from taskmix.training.config import TrainConfig
@@ -51,7 +52,7 @@ def build_model_for(
     config: TrainConfig, vocabulary: Vocabulary, init_from: str | None = None
 ) -> torch.nn.Module:
     """A fresh model of the configured preset, or the weights named by ``init_from`` (default
-    ``model.init_from``)."""
+    ``model.init_from``), with ``model.adapter`` added after the weights are loaded."""
     init_from = init_from or config.model.init_from
     if init_from:
         model = load_pretrained(init_from)
@@ -61,8 +62,10 @@ def build_model_for(
                 f"model.init_from: the checkpoint's vocabulary has {model.config.vocab_size} ids, "
                 f"the configured vocabulary needs {vocabulary.vocab_size}"
             )
-        return model
-    return build_model(model_config(config, vocabulary))
+    else:
+        model = build_model(model_config(config, vocabulary))
+    apply_adapter(model, parse_adapter(config.model.adapter))
+    return model
 
 
 def check_init_from(config: TrainConfig, vocabulary: Vocabulary) -> None:
@@ -108,6 +111,11 @@ def _pretrained_identity(path: Path) -> tuple[str, str | None, int]:
         checkpoint = find_checkpoint(run_dir, which)
     except TaskmixError as err:
         raise ConfigError(f"model.init_from: {err}") from None
+    if run_config.model.adapter is not None:
+        raise ConfigError(
+            f"model.init_from: {path} is an adapter run (model.adapter); starting a run from one "
+            "is not supported: use its base (that run's model.init_from) instead"
+        )
     state = read_state(checkpoint)
     fingerprint = state.get("identity", {}).get("vocabulary")
     if fingerprint is None:  # a checkpoint from before fingerprints: its config's vocabulary

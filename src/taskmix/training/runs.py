@@ -13,6 +13,7 @@ from taskmix.data.vocabulary import Vocabulary
 from taskmix.errors import CheckpointError, ConfigError
 from taskmix.models import T5Config, build_model
 from taskmix.models.hf import load_hf_checkpoint
+from taskmix.training.adapting import apply_adapter, parse_adapter
 from taskmix.training.build import load_vocabulary, model_config
 from taskmix.training.checkpoint import (
     latest_valid_checkpoint,
@@ -100,6 +101,7 @@ def load_run(
         model = build_model(T5Config.from_dict(saved))
     else:  # a checkpoint from before model_config was saved: a run without init_from
         model = build_model(model_config(config, vocabulary))
+    apply_adapter(model, parse_adapter(config.model.adapter))  # base first, then the adapter
     load_checkpoint(path, model, identity=run_identity(config, vocabulary))
     model.eval()
     if device:

@@ -19,11 +19,11 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from taskmix.errors import CheckpointError, ConfigError
-from taskmix.models import T5Config, build_model
+from taskmix.models import T5Config
+from taskmix.training.adapting import adapted_shape_model, parse_adapter
 from taskmix.training.checkpoint import tensors_fingerprint
 from taskmix.training.config import OptimizerConfig, TrainConfig
 
@@ -83,8 +83,7 @@ def check_config_patterns(config: TrainConfig, shape: T5Config) -> None:
     """Every pattern of ``model.trainable`` and ``optimizer.groups`` matches a parameter of a
     model of ``shape`` (built on the meta device: names only, no memory, no time)."""
     trainable, optimizer = config.model.trainable, config.optimizer
-    with torch.device("meta"):
-        model = build_model(shape)
+    model = adapted_shape_model(shape, parse_adapter(config.model.adapter))
     everything = [names for names, _ in parameter_names(model)]
     if trainable is not None:
         check_patterns(everything, trainable, "model.trainable")

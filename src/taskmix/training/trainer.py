@@ -31,6 +31,7 @@ from taskmix.catalog.records import record_task_files
 from taskmix.data.feature_converters import TASK_FEATURES, to_torch
 from taskmix.data.task import stable_seed
 from taskmix.errors import CheckpointError
+from taskmix.training.adapting import adapter_predicate
 from taskmix.training.batches import BatchStream, non_pad_tokens
 from taskmix.training.build import make_converter
 from taskmix.training.callbacks import Callback, Callbacks, StepContext
@@ -145,6 +146,8 @@ def _train(
     vocabulary = plan.vocabulary
     init_from = init_source(config, resumed)  # the exact weights model.init_from names
     model = build_model_for(config, vocabulary, init_from).to(job.device)
+    if trainable is None and config.model.trainable is None:
+        trainable = adapter_predicate(model, config)  # an adapter run trains its adapter
     params = select_trainable(model, config.model.trainable, trainable)
     seed_everything(stable_seed(config.seed, "rank", job.rank))  # distinct dropout per rank
     optimizer = make_optimizer(
