@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.errors import ConfigError
+from taskmix.models.config import dataclass_from_dict
 from taskmix.models.layers import Block, LayerFF, Stack, T5LayerNorm
 
 ADAPTER_MODULE = "adapter"  # the adapters' module name: their parameters contain ".adapter."
@@ -84,13 +85,7 @@ class AdapterConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
         """From a config mapping; an unknown key is a ConfigError naming it."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"adapters.{unknown[0]}: unknown key (known: {sorted(known)})")
-        config = cls(**data)
-        config.validate()
-        return config
+        return dataclass_from_dict(cls, data, "adapters")
 
 
 class Adapter(nn.Module):

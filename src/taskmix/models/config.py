@@ -253,3 +253,15 @@ def preset(
     )
     fields.update(overrides)
     return T5Config(**fields)
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any], key: str) -> Any:
+    """``cls(**data)`` for a config dataclass with a ``validate()``; an unknown key is a
+    ConfigError naming ``key.<name>`` and the known keys."""
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: {sorted(known)})")
+    config = cls(**data)
+    config.validate()
+    return config

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskmix.errors import ConfigError
+from taskmix.models.config import dataclass_from_dict
 from taskmix.models.cpu_linear import Linear
 
 LORA_NAMES = ("lora_A", "lora_B")
@@ -65,13 +66,7 @@ class LoRAConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoRAConfig:
         """From a config mapping; an unknown key is a ConfigError naming it."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"lora.{unknown[0]}: unknown key (known: {sorted(known)})")
-        config = cls(**data)
-        config.validate()
-        return config
+        return dataclass_from_dict(cls, data, "lora")
 
 
 class LoRALinear(nn.Module):
