@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskmix"
 # is the package's own __init__, the convenience facade above everything.
 LAYERS = [
     {"errors"},
-    {"yamlconf", "tables", "metrics"},
+    {"yamlconf", "tables", "metrics", "files"},
     {"data"},
     {"objectives", "cleaning"},
     {"default_data"},

@@ -11,7 +11,16 @@ from taskmix.errors import TaskmixError
 from taskmix.training.allocator import use_huge_pages
 
 # Modules of taskmix.cli, each with ``register(subparsers)`` adding its commands.
-COMMAND_MODULES = ["tasks", "mixture", "tokenizer", "objectives", "clean", "train", "demo"]
+COMMAND_MODULES = [
+    "tasks",
+    "mixture",
+    "tokenizer",
+    "objectives",
+    "clean",
+    "train",
+    "experiment",
+    "demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

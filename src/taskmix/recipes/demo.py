@@ -26,9 +26,9 @@ from taskmix.default_data import PRETRAIN_MIXTURE, ensure_data
 from taskmix.default_data.vocab import VOCAB_SIZE, training_texts
 from taskmix.evaluation import task_evaluator
 from taskmix.evaluation.evaluator import evaluate_task
+from taskmix.files import atomic_write_text
 from taskmix.metrics.chance import chance_scores
 from taskmix.tables import print_table
-from taskmix.training.checkpoint import atomic_write_text
 from taskmix.training.config import parse_config
 from taskmix.training.runs import load_run
 from taskmix.training.trainer import train

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmix.errors import ConfigError
-from taskmix.training.checkpoint import atomic_write_text
+from taskmix.files import atomic_write_text
 
 
 class JsonlLog:

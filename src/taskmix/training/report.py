@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from taskmix.files import atomic_write_text
 from taskmix.training.batches import REPORT_KINDS, BatchStream
-from taskmix.training.checkpoint import atomic_write_text, list_checkpoints
+from taskmix.training.checkpoint import list_checkpoints
 from taskmix.training.scores import RunState
 
 

@@ -31,12 +31,12 @@ from taskmix.catalog.records import record_task_files
 from taskmix.data.feature_converters import TASK_FEATURES, to_torch
 from taskmix.data.task import stable_seed
 from taskmix.errors import CheckpointError
+from taskmix.files import atomic_write_text
 from taskmix.training.adapting import adapter_predicate
 from taskmix.training.batches import BatchStream, non_pad_tokens
 from taskmix.training.build import make_converter
 from taskmix.training.callbacks import Callback, Callbacks, StepContext
 from taskmix.training.checkpoint import (
-    atomic_write_text,
     latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint,
