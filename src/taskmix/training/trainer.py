@@ -273,6 +273,12 @@ def _train(
             bar.close()
         if log is not None:
             log.close()
+    if data is None and state.step >= config.steps:
+        # restarted after its last checkpoint (killed before report.json was written, or
+        # finished): report.json must match that checkpoint
+        data = merge_data_counts(job.gather(data_counts(batches)))
+        if job.is_main:
+            write_report(run_dir, state, data, cpu)
     if job.is_main and data is not None and any(data["totals"].values()):
         totals = data["totals"]
         print(

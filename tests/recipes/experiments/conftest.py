@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskmix.recipes.experiments import get_experiment
-from taskmix.recipes.experiments.base import Settings
+from taskmix.recipes.experiments.base import Settings, deep_merge
 
 QUICK_BASE: dict[str, Any] = {
     "data": {"batch_size": 4, "input_length": 64, "target_length": 16},
@@ -19,7 +19,8 @@ QUICK_BASE: dict[str, Any] = {
 def quick_settings(budget: int = 4, families: list[str] | None = None, **kwargs: Any) -> Settings:
     """Settings for a test: ``budget`` steps, one evaluation per run, tiny batches."""
     kwargs.setdefault("evals", 1)
-    return Settings(budget=budget, families=families, base=QUICK_BASE, **kwargs)
+    base = deep_merge(QUICK_BASE, kwargs.pop("base", {}))
+    return Settings(budget=budget, families=families, base=base, **kwargs)
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ def plan_experiment(experiment: Experiment, settings: Settings, out: str | Path)
             f"grid: {experiment.name} has no axis {', '.join(map(repr, unknown))}; its axes: "
             f"{', '.join(experiment.grid) or 'none'}"
         )
-    _check_same_settings(out, experiment, settings)
+    record = {"experiment": experiment.name, "settings": settings.as_dict()}
+    _check_same_settings(out / "experiment.json", record)
     ctx = Context(experiment, settings, out)
     runs = experiment.runs(ctx)
     stages = _stages(experiment.name, runs)
@@ -91,6 +92,7 @@ def plan_experiment(experiment: Experiment, settings: Settings, out: str | Path)
         if run.init_from:
             config["model"]["init_from"] = str(plan.run_dir(run.init_from))
         configs[run.name] = config
+    atomic_write_text(out / "experiment.json", json.dumps(record, indent=2) + "\n")
     for name, config in configs.items():
         text = yaml.safe_dump(config, sort_keys=False)
         path = plan.config_path(name)
@@ -99,24 +101,19 @@ def plan_experiment(experiment: Experiment, settings: Settings, out: str | Path)
     return plan
 
 
-def _check_same_settings(out: Path, experiment: Experiment, settings: Settings) -> None:
+def _check_same_settings(path: Path, record: dict[str, Any]) -> None:
     """An experiment folder holds one experiment: resuming it with other settings would mix
     two grids in one table."""
-    path = out / "experiment.json"
-    record = {"experiment": experiment.name, "settings": settings.as_dict()}
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != record:
-            changed = [
-                k for k in record["settings"] if old["settings"].get(k) != record["settings"][k]
-            ]
-            what = "experiment" if old["experiment"] != experiment.name else f"settings {changed}"
-            raise ConfigError(
-                f"{out} holds {old['experiment']} with other {what}; use another --out or the "
-                "same settings"
-            )
-    else:
-        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    if old != record:
+        changed = [k for k, v in record["settings"].items() if old["settings"].get(k) != v]
+        what = "experiment" if old["experiment"] != record["experiment"] else f"settings {changed}"
+        raise ConfigError(
+            f"{path.parent} holds {old['experiment']} with other {what}; use another --out or "
+            "the same settings"
+        )
 
 
 def _stages(experiment: str, runs: list[RunSpec]) -> list[list[str]]:
