@@ -10,8 +10,9 @@ import yaml
 
 from taskmix.default_data import SPAN_CORRUPTION_TASK
 from taskmix.errors import ConfigError
+from taskmix.recipes.experiments import get_experiment
 from taskmix.recipes.experiments.base import Context, Outcome, deep_merge
-from taskmix.recipes.experiments.runner import plan_experiment, run_experiment
+from taskmix.recipes.experiments.runner import plan_experiment, run_experiment, settings_for
 from taskmix.recipes.experiments.strategies import (
     LEAVE_ONE_OUT,
     MULTITASK,
@@ -163,3 +164,18 @@ def test_summary_by_family_with_many_tasks(quick, tmp_path):
     row = next(r for r in summary.rows if r[0] == MULTITASK_PRETRAIN)
     # tasks 0..5 in order: nli = 0, 1, 2; classification = 3, 4, 5; held out = world_nli, topic
     assert row[1:] == [2.5, 1.5, 1.0, 4.0]
+
+
+def test_default_grid_has_equal_compute(default_tasks, tmp_path):
+    """The default grid (2 families, 6 tasks, one held-out task per family): every strategy
+    spends P + F steps per task, and the whole grid is (4 + L) P + (3n + L + 1) F steps."""
+    experiment = get_experiment("strategies")
+    plan = plan_experiment(experiment, settings_for(experiment), tmp_path)
+    p, f = 150, 75
+    steps = {run.name: run.steps for run in plan.runs}
+    assert len(plan.runs) == 26 and sum(steps.values()) == 6 * p + 21 * f
+    for run in plan.runs:
+        if run.init_from:
+            assert steps[run.init_from] + run.steps == p + f
+        elif run.labels["stage"] == "train":
+            assert run.steps == p + f

@@ -71,7 +71,7 @@ class Strategies(Experiment):
     # leave_out: held-out tasks of the leave-one-out arm ([] = the first task of each family);
     # cap: examples-proportional cap K of the multi-task mixtures; finetune_fraction: F / P.
     grid = {"leave_out": [], "cap": [DEFAULT_CAP], "finetune_fraction": [0.5]}
-    # 2 families of 3 tasks: 27 runs, 16.5 x budget steps in all (fine-tuning every task under
+    # 2 families of 3 tasks: 26 runs, 16.5 x budget steps in all (fine-tuning every task under
     # three strategies is what costs); tasks the tiny model learns within a few hundred steps.
     default_budget = 150
     default_families = ("dialogue", "semantic_parsing")
