@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from taskmix.errors import ConfigError
 from taskmix.recipes.experiments.base import Experiment
+from taskmix.recipes.experiments.finetuning_methods import FinetuningMethods
 from taskmix.recipes.experiments.mixing import Mixing
+from taskmix.recipes.experiments.scaling import Scaling
 
 __all__ = ["EXPERIMENTS", "get_experiment"]
 
-EXPERIMENTS: dict[str, type[Experiment]] = {cls.name: cls for cls in (Mixing,)}
+EXPERIMENTS: dict[str, type[Experiment]] = {
+    cls.name: cls for cls in (Mixing, Scaling, FinetuningMethods)
+}
 
 
 def get_experiment(name: str) -> Experiment:
