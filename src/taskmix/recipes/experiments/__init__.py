@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from taskmix.errors import ConfigError
 from taskmix.recipes.experiments.base import Experiment
+from taskmix.recipes.experiments.finetuning_methods import FinetuningMethods
 from taskmix.recipes.experiments.mixing import Mixing
+from taskmix.recipes.experiments.scaling import Scaling
 from taskmix.recipes.experiments.strategies import Strategies
 
 __all__ = ["EXPERIMENTS", "get_experiment"]
 
-EXPERIMENTS: dict[str, type[Experiment]] = {cls.name: cls for cls in (Mixing, Strategies)}
+EXPERIMENTS: dict[str, type[Experiment]] = {
+    cls.name: cls for cls in (Strategies, Mixing, Scaling, FinetuningMethods)
+}
 
 
 def get_experiment(name: str) -> Experiment:
