@@ -28,10 +28,11 @@ def mixtures(tmp_path) -> dict:
     return {m["name"]: m for m in json.loads((tmp_path / "tasks.yaml").read_text())["mixtures"]}
 
 
-def matrix_file(tmp_path, best: list[str]):
-    path = tmp_path / "matrix" / "transfer_matrix.json"
+def matrix_file(tmp_path, best: list[str], ranked: list[str] | None = None, name: str = "m"):
+    path = tmp_path / name / "transfer_matrix.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"families": ["nli", "commonsense"], "best_effort": best}))
+    ranked = ranked or ["nli", "commonsense"]
+    path.write_text(json.dumps({"families": ranked, "best_effort": best, "ranked": ranked}))
     return path
 
 
@@ -79,7 +80,10 @@ def test_random_subsets_nest_and_are_seeded():
 
 def test_best_effort_from_a_matrix(tmp_path):
     path = matrix_file(tmp_path, ["nli"])
-    assert read_best_effort(path) == ["nli"] == read_best_effort(path.parent)
+    assert read_best_effort(path) == (["nli"], "positive transfer") == read_best_effort(path.parent)
+    # no family helps the others: the better half by mean transfer
+    path = matrix_file(tmp_path, [], ["qa", "nli", "sum", "commonsense", "dialogue"], "none")
+    assert read_best_effort(path) == (["qa", "nli"], "none positive: better half")
     with pytest.raises(ConfigError, match="cannot read"):
         read_best_effort(tmp_path / "nowhere.json")
 
@@ -139,7 +143,7 @@ def test_mixture_and_prefinetuning_end_to_end(quick, tmp_path):
     assert labels == [
         ("mixture", "vanilla (span corruption)"),
         ("mixture", "all tasks"),
-        ("mixture", "best-effort (nli)"),
+        ("mixture", "best-effort (nli; positive transfer)"),
         ("mixture", "random 2 tasks"),  # as many tasks as the best-effort families have
         ("pre-finetuning", "multi-task pre-training"),
         ("pre-finetuning", "pre-finetuning"),

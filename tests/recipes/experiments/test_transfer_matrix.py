@@ -41,6 +41,7 @@ def test_matrix_arithmetic_on_fixed_scores():
     assert m["row_mean_points"] == [pytest.approx(-0.5), 5.0, -10.0]
     assert m["row_mean_relative"] == [pytest.approx(-25.0), pytest.approx(10.0), -20.0]
     assert m["best_effort"] == ["qa"]
+    assert m["ranked"] == ["qa", "nli", "sum"]
 
 
 def test_runs_and_nested_mixtures(quick, tmp_path):

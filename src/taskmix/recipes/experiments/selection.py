@@ -1,4 +1,4 @@
-"""ExT5's mixture selection and self-supervision studies (ExT5 §3.4-3.5, Table 5, Figs. 3-5).
+"""ExT5's mixture selection and self-supervision studies (ExT5 §3, Figs. 4-5).
 
 Every study pre-trains a model per arm and fine-tunes each pre-trained model on tasks kept out
 of every pre-training mixture (``finetune``; default the two out-of-mixture default tasks), so
@@ -8,7 +8,7 @@ table gives the fine-tuned held-out scores (each task at its best evaluation).
 - ``mixture``: span corruption alone ("vanilla") vs span corruption + all supervised tasks vs
   + the "best-effort" families (positive mean transfer in a ``transfer-matrix`` result, grid key
   ``matrix``: the path of its ``transfer_matrix.json``; without one this arm is left out) vs +
-  a random subset of as many tasks (seeded). ExT5 (Table 5): vanilla 76.1, best-effort 48 tasks
+  a random subset of as many tasks (seeded). ExT5 (SuperGLUE): vanilla 76.1, best-effort 48 tasks
   76.4, random 55 tasks 77.0, all 107 tasks 79.9: curating by the matrix does not beat all tasks.
 - ``ratio``: R span-corruption examples per supervised example (R = 0: no self-supervision).
   ExT5 (Fig. 4): R = 2 best; R = 0 clearly worse: self-supervision stays essential.
@@ -18,7 +18,7 @@ table gives the fine-tuned held-out scores (each task at its best evaluation).
 - ``pre-finetuning``: equal steps split two ways: span corruption then continued training on
   the supervised mixture (pre-finetuning, ``init_from`` the span-corruption run), vs the same
   total steps of multi-task pre-training (span corruption + supervised mixed from the start).
-  ExT5 (Table 6): multi-task pre-training 79.9 beats pre-finetuning 78.1 (with more compute).
+  ExT5 (SuperGLUE): multi-task pre-training 79.9 beats pre-finetuning 78.1 (with more compute).
 
 Runs shared by studies (e.g. all tasks at the default R and batch size) are trained once.
 The best-effort families must be known when the grid is planned, so the transfer matrix is a
@@ -33,8 +33,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from taskmix.default_data import DEFAULT_CAP, SPAN_CORRUPTION_TASK
+from taskmix.default_data import (
+    DEFAULT_CAP,
+    SPAN_CORRUPTION_INPUT_LENGTH,
+    SPAN_CORRUPTION_TASK,
+)
 from taskmix.errors import ConfigError
+from taskmix.objectives.span_corruption import random_spans_helper
 from taskmix.recipes.experiments.base import (
     DEFAULT_BASE,
     Context,
@@ -50,7 +55,7 @@ from taskmix.recipes.experiments.results import bar_plot
 STUDIES = ("mixture", "ratio", "task-scaling", "pre-finetuning")
 FINDINGS = {
     "mixture": (
-        "ExT5 (Table 5): vanilla 76.1 < best-effort families 76.4 < random 55 tasks 77.0 < all "
+        "ExT5 (SuperGLUE): vanilla 76.1 < best-effort families 76.4 < random 55 tasks 77.0 < all "
         "107 tasks 79.9: the transfer matrix does not pick a better mixture than all tasks."
     ),
     "ratio": "ExT5 (Fig. 4): R = 2 is best; R = 0 (no span corruption) is clearly worse.",
@@ -58,14 +63,16 @@ FINDINGS = {
         "ExT5 (Fig. 5): more tasks help, mainly at the larger batch size; larger batches help."
     ),
     "pre-finetuning": (
-        "ExT5 (Table 6): multi-task pre-training (79.9) beats pre-finetuning a T5 checkpoint "
+        "ExT5 (SuperGLUE): multi-task pre-training (79.9) beats pre-finetuning a T5 checkpoint "
         "(78.1, at more compute) and vanilla (76.1)."
     ),
 }
 
 
-def read_best_effort(path: str | Path) -> list[str]:
-    """The ``best_effort`` families of a transfer-matrix result (its JSON file or folder)."""
+def read_best_effort(path: str | Path) -> tuple[list[str], str]:
+    """The best-effort families of a transfer-matrix result (its JSON file or folder) and how
+    they were chosen: those with positive mean transfer onto the others, as ExT5 chose; when
+    none has, the better half by that mean (``ranked``), so the arm still exists."""
     path = Path(path)
     if path.is_dir():
         path = path / "transfer_matrix.json"
@@ -77,7 +84,10 @@ def read_best_effort(path: str | Path) -> list[str]:
         ) from None
     if not isinstance(data.get("best_effort"), list):
         raise ConfigError(f"grid matrix: {path} has no best_effort list")
-    return list(data["best_effort"])
+    if data["best_effort"] or not data.get("ranked"):
+        return list(data["best_effort"]), "positive transfer"
+    ranked = list(data["ranked"])
+    return ranked[: max(1, len(ranked) // 2)], "none positive: better half"
 
 
 def random_tasks(tasks: list[str], count: int, seed: int) -> list[str]:
@@ -197,10 +207,11 @@ class Selection(Experiment):
             matrix = ctx.axis("matrix")[0]
             size = len(supervised) // 2
             if matrix is not None:
-                families = read_best_effort(matrix)
-                best = [t for f in families for t in ctx.tasks(f)] if families else []
+                families, how = read_best_effort(matrix)
+                best = [t for t in supervised if any(t in ctx.tasks(f) for f in families)]
                 if best:
-                    pre("mixture", f"best-effort ({', '.join(families)})", "besteffort", best)
+                    label = f"best-effort ({', '.join(families)}; {how})"
+                    pre("mixture", label, "besteffort", best)
                     size = len(best)
             if 0 < size < len(supervised):
                 pre(
@@ -263,6 +274,9 @@ class Selection(Experiment):
         ctx.write_task_file({"mixtures": list(mixtures.values())})
         held_out = list(ctx.axis("finetune"))
         ft_steps = ctx.steps(float(ctx.axis("finetune_fraction")[0]), arm="each fine-tuning")
+        # pre-training targets hold span corruption's (T5's density 0.15, mean span 3)
+        base = deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["target_length"]
+        targets = max(int(base), random_spans_helper(SPAN_CORRUPTION_INPUT_LENGTH, 0.15, 3.0)[1])
         runs = [
             RunSpec(
                 name,
@@ -272,7 +286,7 @@ class Selection(Experiment):
                     held_out,
                     # T5.1.1 pre-trains without dropout; score the held-out tasks once, at the end
                     model={"dropout_rate": 0.0},
-                    data={"batch_size": spec["batch"]},
+                    data={"batch_size": spec["batch"], "target_length": targets},
                     eval={"every": spec["steps"]},
                 ),
                 init_from=spec.get("init_from"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def transfer_matrix(
     """The matrix from the runs' outcomes: ``alone[j]``, and per row i (co-trained with) and
     column j (scored) ``co_trained``, ``points`` (difference) and ``relative`` (% of alone);
     ``row_mean_points``/``row_mean_relative`` over j != i; ``best_effort``: the families
-    whose row mean in points is positive."""
+    whose row mean in points is positive; ``ranked``: all families by that mean, best first."""
     alone = {j: family_score(outcomes.get(alone_run(j)), tasks[j]) for j in families}
     co_trained: list[list[float | None]] = []
     points: list[list[float | None]] = []
@@ -89,6 +90,7 @@ def transfer_matrix(
 
     row_points = [off_diagonal_mean(points, r) for r in range(len(families))]
     row_relative = [off_diagonal_mean(relative, r) for r in range(len(families))]
+    ranks = [math.inf if v is None else -v for v in row_points]
     return {
         "families": families,
         "rows": "co-trained with (i)",
@@ -102,6 +104,8 @@ def transfer_matrix(
         "best_effort": [
             f for f, v in zip(families, row_points, strict=True) if v is not None and v > 0
         ],
+        # every family, the most helpful co-training partner first (unscored ones last)
+        "ranked": [f for _, f in sorted(zip(ranks, families, strict=True), key=lambda p: p[0])],
     }
 
 
@@ -225,7 +229,7 @@ class TransferMatrix(Experiment):
                 matrix["relative"],
                 families,
                 families,
-                title="Co-training transfer: relative change of j's score (%)",
+                title="Transfer: change of j's score (%)",
                 **common,
             ),
             heatmap(
@@ -233,7 +237,7 @@ class TransferMatrix(Experiment):
                 matrix["points"],
                 families,
                 families,
-                title="Co-training transfer: change of j's score (points)",
+                title="Transfer: change of j's score (points)",
                 **common,
             ),
         ]
