@@ -12,12 +12,15 @@ from taskmix.recipes.experiments.base import Experiment
 from taskmix.recipes.experiments.finetuning_methods import FinetuningMethods
 from taskmix.recipes.experiments.mixing import Mixing
 from taskmix.recipes.experiments.scaling import Scaling
+from taskmix.recipes.experiments.selection import Selection
 from taskmix.recipes.experiments.strategies import Strategies
+from taskmix.recipes.experiments.transfer_matrix import TransferMatrix
 
 __all__ = ["EXPERIMENTS", "get_experiment"]
 
 EXPERIMENTS: dict[str, type[Experiment]] = {
-    cls.name: cls for cls in (Strategies, Mixing, Scaling, FinetuningMethods)
+    cls.name: cls
+    for cls in (Strategies, Mixing, TransferMatrix, Selection, Scaling, FinetuningMethods)
 }
 
 
