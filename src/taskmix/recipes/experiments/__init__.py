@@ -10,10 +10,14 @@ from __future__ import annotations
 from taskmix.errors import ConfigError
 from taskmix.recipes.experiments.base import Experiment
 from taskmix.recipes.experiments.mixing import Mixing
+from taskmix.recipes.experiments.objectives import Objectives
+from taskmix.recipes.experiments.pretraining_data import PretrainingData
 
 __all__ = ["EXPERIMENTS", "get_experiment"]
 
-EXPERIMENTS: dict[str, type[Experiment]] = {cls.name: cls for cls in (Mixing,)}
+EXPERIMENTS: dict[str, type[Experiment]] = {
+    cls.name: cls for cls in (Mixing, Objectives, PretrainingData)
+}
 
 
 def get_experiment(name: str) -> Experiment:
