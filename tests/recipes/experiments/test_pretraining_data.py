@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
 from taskmix.cleaning import clean_corpus, get_preset
 from taskmix.cleaning.corpus import corpus_files as cleaned_files
+from taskmix.cleaning.presets import load_clean_config
 from taskmix.default_data import corpus_files, ensure_data
 from taskmix.default_data.raw_corpus import (
     CODE_LINES,
@@ -145,3 +147,11 @@ def test_summary_arithmetic(default_tasks, tmp_path):
         summary.data["repeat1"]["times_seen"]
         == summary.data["repeat1"]["seen"] / (summary.data["repeat1"]["tokens"])
     )
+
+
+def test_the_example_cleaning_file_is_the_raw_corpus_config():
+    path = Path(__file__).parents[3] / "examples" / "experiments" / "clean_raw_corpus.yaml"
+    preset, overrides = load_clean_config(path)
+    config = dict(RAW_CLEAN_CONFIG)
+    assert preset == config.pop("preset")
+    assert get_preset(preset, **overrides) == get_preset(preset, **config)
