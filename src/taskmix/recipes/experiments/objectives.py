@@ -125,7 +125,7 @@ def pretrain_finetune_runs(
     pretrain = ctx.train_config(
         ctx.steps(arm=f"pretrain_{arm}"),
         entry["name"],
-        tasks[:1],  # one evaluation of one task: cheap, and required by the trainer's loop
+        tasks[:1],  # one cheap evaluation at the end (a pre-trained model is near chance)
         data={"input_length": lengths["inputs"], "target_length": lengths["targets"]},
         model={"dropout_rate": 0.0},
         eval={"every": ctx.budget},
