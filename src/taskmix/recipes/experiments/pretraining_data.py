@@ -26,6 +26,7 @@ from typing import Any
 from taskmix.cleaning.corpus import corpus_files as cleaned_files
 from taskmix.default_data import default_vocabulary
 from taskmix.default_data.raw_corpus import ensure_cleaned_raw_corpus, ensure_raw_corpus
+from taskmix.errors import ConfigError
 from taskmix.files import atomic_write_text
 from taskmix.recipes.experiments.base import (
     DEFAULT_BASE,
@@ -71,6 +72,17 @@ def truncation(doc_tokens: list[int], seen: int, repeats: float) -> int:
     return len(doc_tokens)
 
 
+def corpus_of(name: str) -> list[str]:
+    """The files of a ``corpora`` arm (the raw and cleaned raw corpora made on first use)."""
+    if name == "clean":
+        return default_corpus()
+    if name == "raw":
+        return [str(ensure_raw_corpus(0) / "train.jsonl")]
+    if name == "cleaned_raw":
+        return [str(p) for p in cleaned_files(ensure_cleaned_raw_corpus(0))]
+    raise ConfigError(f"grid: corpora: unknown corpus {name!r}; expected clean, raw or cleaned_raw")
+
+
 def _texts(path: str | Path) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line)["text"] for line in f]
@@ -101,13 +113,7 @@ class PretrainingData(Experiment):
         seen = tokens_seen(ctx, raw_length)
         arms: dict[str, dict[str, Any]] = {}
         for corpus in ctx.axis("corpora"):
-            files = {
-                "clean": lambda: clean,
-                "raw": lambda: [str(ensure_raw_corpus(0) / "train.jsonl")],
-                "cleaned_raw": lambda: [
-                    str(p) for p in cleaned_files(ensure_cleaned_raw_corpus(0))
-                ],
-            }[corpus]()
+            files = corpus_of(corpus)
             texts = [t for f in files for t in _texts(f)]
             tokens = sum(len(vocab.encode(t)) for t in texts)
             arms[corpus] = {"files": files, "docs": len(texts), "tokens": tokens, "repeats": None}
