@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from taskmix.cleaning import clean_corpus, get_preset
@@ -23,8 +24,13 @@ from taskmix.default_data.raw_corpus import (
     compare_corpora,
     ensure_raw_corpus,
 )
+from taskmix.errors import ConfigError
 from taskmix.recipes.experiments.base import Context, Outcome
-from taskmix.recipes.experiments.pretraining_data import PretrainingData, truncation
+from taskmix.recipes.experiments.pretraining_data import (
+    PretrainingData,
+    corpus_of,
+    truncation,
+)
 from taskmix.recipes.experiments.runner import plan_experiment, run_experiment
 from tests.recipes.experiments.conftest import quick_settings
 
@@ -155,3 +161,8 @@ def test_the_example_cleaning_file_is_the_raw_corpus_config():
     config = dict(RAW_CLEAN_CONFIG)
     assert preset == config.pop("preset")
     assert get_preset(preset, **overrides) == get_preset(preset, **config)
+
+
+def test_an_unknown_corpus_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown corpus 'web'"):
+        corpus_of("web")
