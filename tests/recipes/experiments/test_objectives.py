@@ -68,7 +68,7 @@ def test_runs_end_to_end(quick, tmp_path):
     assert tasks["mixtures"][0]["tasks"] == ["topic"]
     for arm in arms:
         finetune = yaml.safe_load((tmp_path / "configs" / f"finetune_{arm}.yaml").read_text())
-        assert finetune["steps"] == 2 and finetune["data"]["mixture"] == "finetune_tasks"
+        assert finetune["steps"] == 2 and finetune["data"]["mixture"] == "objectives_finetune"
         assert (tmp_path / "runs" / f"finetune_{arm}" / "report.json").exists()
         if arm == NO_PRETRAINING:
             assert finetune["model"].get("init_from") is None

@@ -36,7 +36,6 @@ FINDING = (
     "corruption rate matters little except 50% (worse); mean span length matters little."
 )
 BASE_RATE, BASE_SPAN = 0.15, 3
-FINETUNE_MIXTURE = "finetune_tasks"
 NO_PRETRAINING = "no_pretraining"
 DOWNSTREAM_TASKS = ("topic", "cbqa_people", "world_boolq")
 MEASURED_EXAMPLES = 200  # pre-training examples whose target lengths are averaged
@@ -118,7 +117,7 @@ def pretrain_finetune_runs(
     the downstream mixture, starting from it); ``entry`` None: the fine-tune alone, from scratch.
     """
     finetune_steps = ctx.steps(float(ctx.axis("finetune_fraction")[0]), arm=f"finetune_{arm}")
-    finetune = ctx.train_config(finetune_steps, FINETUNE_MIXTURE, tasks)
+    finetune = ctx.train_config(finetune_steps, finetune_mixture_name(ctx), tasks)
     if entry is None:
         return [RunSpec(f"finetune_{arm}", finetune, labels={**labels, "stage": "finetune"})]
     lengths = sequence_lengths(entry)
@@ -147,8 +146,18 @@ def downstream_tasks(ctx: Context) -> list[str]:
     return ctx.tasks() if ctx.settings.families else list(DOWNSTREAM_TASKS)
 
 
-def finetune_mixture(tasks: list[str]) -> dict[str, Any]:
-    return {"name": FINETUNE_MIXTURE, "tasks": tasks, "strategy": "proportional", "cap": 2000}
+def finetune_mixture_name(ctx: Context) -> str:
+    """The downstream mixture's name, one per experiment (task files share one registry)."""
+    return f"{ctx.experiment.name.replace('-', '_')}_finetune"
+
+
+def finetune_mixture(ctx: Context, tasks: list[str]) -> dict[str, Any]:
+    return {
+        "name": finetune_mixture_name(ctx),
+        "tasks": tasks,
+        "strategy": "proportional",
+        "cap": 2000,
+    }
 
 
 def arm_scores(outcomes: dict[str, Outcome], arm: str, tasks: list[str]) -> list[float | None]:
@@ -232,7 +241,7 @@ class Objectives(Experiment):
         tasks = downstream_tasks(ctx)
         entries = self.entries(ctx)
         ctx.write_task_file(
-            {"pretraining": list(entries.values()), "mixtures": [finetune_mixture(tasks)]}
+            {"pretraining": list(entries.values()), "mixtures": [finetune_mixture(ctx, tasks)]}
         )
         runs = []
         if ctx.axis("baseline")[0]:

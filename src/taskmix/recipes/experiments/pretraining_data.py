@@ -147,7 +147,7 @@ class PretrainingData(Experiment):
             for arm, c in corpora.items()
         }
         ctx.write_task_file(
-            {"pretraining": list(entries.values()), "mixtures": [finetune_mixture(tasks)]}
+            {"pretraining": list(entries.values()), "mixtures": [finetune_mixture(ctx, tasks)]}
         )
         runs = []
         for arm, entry in entries.items():
