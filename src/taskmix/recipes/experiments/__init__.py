@@ -11,6 +11,8 @@ from taskmix.errors import ConfigError
 from taskmix.recipes.experiments.base import Experiment
 from taskmix.recipes.experiments.finetuning_methods import FinetuningMethods
 from taskmix.recipes.experiments.mixing import Mixing
+from taskmix.recipes.experiments.objectives import Objectives
+from taskmix.recipes.experiments.pretraining_data import PretrainingData
 from taskmix.recipes.experiments.scaling import Scaling
 from taskmix.recipes.experiments.selection import Selection
 from taskmix.recipes.experiments.strategies import Strategies
@@ -20,7 +22,16 @@ __all__ = ["EXPERIMENTS", "get_experiment"]
 
 EXPERIMENTS: dict[str, type[Experiment]] = {
     cls.name: cls
-    for cls in (Strategies, Mixing, TransferMatrix, Selection, Scaling, FinetuningMethods)
+    for cls in (
+        Strategies,
+        Mixing,
+        Objectives,
+        PretrainingData,
+        TransferMatrix,
+        Selection,
+        Scaling,
+        FinetuningMethods,
+    )
 }
 
 
