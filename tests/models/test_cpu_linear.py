@@ -31,8 +31,9 @@ def reference(x, w, g):
 
 @pytest.fixture
 def any_size(monkeypatch):
-    """Take the oneDNN path for the small shapes of these tests too."""
+    """Take the oneDNN path for the small shapes of these tests too, on any CPU."""
     monkeypatch.setattr(cpu_linear, "_MIN_MACS", 0)
+    monkeypatch.setattr(cpu_linear, "_onednn_gains", lambda: True)
 
 
 @pytest.fixture
@@ -174,3 +175,22 @@ def test_linear_module_is_an_nn_linear_with_the_same_state_dict():
     assert rel(ours(x), ref(x)) < 1e-4
     biased = Linear(64, 128)
     torch.testing.assert_close(biased(x), F.linear(x, biased.weight, biased.bias))
+
+
+@needs_onednn
+@pytest.mark.parametrize(("capability", "onednn"), [("AVX512", True), ("AVX2", False)])
+def test_onednn_only_where_it_beats_mkl(capability, onednn, monkeypatch, count_onednn_calls):
+    # without AVX-512, MKL (F.linear) is the faster of the two: the projections keep to it
+    monkeypatch.setattr(cpu_linear, "_MIN_MACS", 0)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    cpu_linear._onednn_gains.cache_clear()
+    try:
+        x = torch.randn(40, 64, requires_grad=True)
+        w = torch.randn(32, 64, requires_grad=True)
+        y = linear(x, w)
+        y.sum().backward()
+        assert len(count_onednn_calls) == (3 if onednn else 0)
+        y64, gx64, gw64 = reference(x, w, torch.ones(40, 32))
+        assert rel(y, y64) < 1e-4 and rel(x.grad, gx64) < 1e-4 and rel(w.grad, gw64) < 1e-4
+    finally:
+        cpu_linear._onednn_gains.cache_clear()  # read the real CPU again

@@ -1,4 +1,5 @@
-"""LoRA: step-0 equality, frozen-base gradients, decoding runs it, merge/unmerge, bad configs."""
+"""LoRA: step-0 equality, frozen-base gradients, decoding runs it, merge/unmerge, bad configs,
+the fused attention projections."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import torch
 
 from taskmix.errors import ConfigError
 from taskmix.models import DecoderOnlyLM, T5Model
+from taskmix.models import lora as lora_module
 from taskmix.models.adapters import freeze_all_but
 from taskmix.models.generate import greedy_decode
+from taskmix.models.layers import Attention
 from taskmix.models.lora import (
     LoRAConfig,
     LoRALinear,
@@ -233,3 +236,115 @@ def test_merged_updates_are_not_saved(tmp_path):
     merge_lora(model)
     with pytest.raises(CheckpointError, match="unmerge"):
         save_peft_adapter(model, config, tmp_path / "lora")
+
+
+def _attention_with_lora(targets, *, dropout=0.0, seed=0) -> Attention:
+    torch.manual_seed(seed)
+    attention = Attention(tiny_config(d_model=64, d_kv=16, num_heads=4))
+    add_lora(attention, LoRAConfig(rank=3, alpha=6, dropout=dropout, target_modules=targets))
+    _randomise(attention)
+    return attention
+
+
+def _per_layer(x: torch.Tensor, layers) -> torch.Tensor:
+    """What the fused projection stands for, in float64: each layer's formula, side by side."""
+    outs = []
+    for layer in layers:
+        out = x.double() @ layer.weight.double().t()
+        if isinstance(layer, LoRALinear) and not layer.merged:
+            a, b = layer.lora_A.weight.double(), layer.lora_B.weight.double()
+            out = out + (x.double() @ a.t() @ b.t()) * layer.scaling
+        outs.append(out)
+    return torch.cat(outs, dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("targets", "which"),
+    [
+        (["q", "v"], ("q", "k", "v")),  # PEFT's default: k stays plain, in the middle
+        (["k", "v"], ("k", "v")),  # cross-attention's keys/values, all adapted
+        (["q"], ("q", "k", "v")),
+        (["v"], ("k", "v")),  # a plain block before the update
+    ],
+)
+@pytest.mark.parametrize("frozen", [True, False])
+def test_fused_projection_matches_the_layers(targets, which, frozen):
+    attention = _attention_with_lora(targets)
+    layers = tuple(getattr(attention, name) for name in which)
+    if frozen:
+        freeze_all_but(attention, [n for n, _ in attention.named_parameters() if "lora_" in n])
+    x = torch.randn(2, 9, 64, requires_grad=True)
+    out = lora_module.fused_projection(x, layers, attention._packed_qkv)
+    assert out is not None and out.shape == (2, 9, sum(layer.out_features for layer in layers))
+    g = torch.randn_like(out)
+    out.backward(g)
+
+    base_grads = [layer.weight.grad for layer in layers]
+    assert all(grad is None for grad in base_grads) == frozen  # a frozen base: no weight grad
+    reference_params = [p for layer in layers for p in layer.parameters() if p.requires_grad]
+    ours = [x.grad] + [p.grad for p in reference_params]
+    x.grad = None
+    for p in reference_params:
+        p.grad = None
+    expected = _per_layer(x, layers)
+    expected_grads = torch.autograd.grad(expected, [x, *reference_params], g.double())
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(ours, expected_grads, strict=True):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-4, rtol=1e-4)
+
+
+def test_attention_fuses_lora_projections_and_calls_nothing_per_layer(monkeypatch):
+    attention = _attention_with_lora(["q", "v"]).eval()  # no attention dropout
+    x = torch.randn(2, 9, 64)
+    bias = torch.zeros(1, 4, 9, 9)
+    expected = attention(x, bias)  # through the fused projection
+
+    def refuse(self, x):
+        raise AssertionError("a LoRA layer of the fused projections was called")
+
+    monkeypatch.setattr(LoRALinear, "forward", refuse)
+    torch.testing.assert_close(attention(x, bias), expected, atol=0, rtol=0)
+    kv = torch.randn(2, 5, 64)  # cross-attention: q is called, k and v are fused
+    with pytest.raises(AssertionError, match="was called"):
+        attention(x, torch.zeros(1, 4, 9, 5), kv=kv)
+
+
+def test_layers_that_cannot_be_fused_are_called():
+    attention = _attention_with_lora(["q", "v"], dropout=0.5).train()
+    layers = (attention.q, attention.k, attention.v)
+    x = torch.randn(2, 9, 64)
+    assert lora_module.fused_projection(x, layers, attention._packed_qkv) is None  # dropout
+    attention.eval()  # no dropout in effect
+    assert lora_module.fused_projection(x, layers, attention._packed_qkv) is not None
+    attention.v.register_forward_hook(lambda *args: None)
+    assert lora_module.fused_projection(x, layers, attention._packed_qkv) is None  # a hook
+
+
+def test_merged_updates_fuse_as_plain_projections():
+    attention = _attention_with_lora(["q", "v"]).eval()
+    layers = (attention.q, attention.k, attention.v)
+    x = torch.randn(2, 9, 64)
+    with torch.no_grad():
+        unmerged = lora_module.fused_projection(x, layers, attention._packed_qkv)
+        merge_lora(attention)
+        merged = lora_module.fused_projection(x, layers, attention._packed_qkv)
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(merged.double(), _per_layer(x, layers), atol=1e-5, rtol=1e-5)
+
+
+def test_lora_linear_forward_and_gradients_match_the_formula():
+    torch.manual_seed(1)
+    layer = LoRALinear(torch.nn.Linear(64, 48, bias=False), rank=4, alpha=8)
+    torch.nn.init.normal_(layer.lora_B.weight, std=0.3)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(3, 7, 64, requires_grad=True)
+    out = layer(x)
+    g = torch.randn_like(out)
+    out.backward(g)
+    params = [x, layer.lora_A.weight, layer.lora_B.weight]
+    ours = [p.grad for p in params]
+    expected = _per_layer(x, [layer])
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(ours, torch.autograd.grad(expected, params, g.double()), strict=True):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-4, rtol=1e-4)
+    assert layer.weight.grad is None

@@ -6,13 +6,21 @@ thread, (4096x512) @ (512x2048): F.linear ~70-90 GFLOP/s, ``torch.ops.mkldnn._li
 ~130-190 GFLOP/s (about 2x); both backward products gain 1.2-2x too. Results differ from MKL by
 float32 rounding only (a different summation order).
 
+The gain comes from AVX-512: on a CPU without it (torch's CPU capability below ``AVX512``),
+MKL was the faster of the two in every product of a T5-small training step (AVX2-only AMD EPYC,
+2 threads: forward 1.0-1.25x, input gradient 1.05-1.2x, weight gradient 1.3-1.55x; a whole
+adapter step 1.1x, a full step 1.15x), so ``linear`` keeps to ``F.linear`` there
+(``_onednn_gains``). The packed inference path (``taskmix.models.packed``) is not affected.
+
 ``linear`` takes that path for float32 CPU inputs large enough to gain (see ``_MIN_MACS``) and
-falls back to ``F.linear`` everywhere else: other devices or dtypes, CPU autocast, bias,
+falls back to ``F.linear`` everywhere else: a CPU without AVX-512, other devices or dtypes, CPU autocast, bias,
 ``torch.compile`` tracing, a torch without the op, a failed self-check, or when switched off.
 The switch is the package's one oneDNN switch, ``taskmix.models.onednn`` (``TASKMIX_ONEDNN=0``
 or ``set_onednn(False)``, for ablations), so decoding and training turn off together."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -66,12 +74,21 @@ def _grad_weight(grad: torch.Tensor, x2d: torch.Tensor) -> torch.Tensor:
     return _mm_nt(x2d.t(), grad.t()).t().contiguous()
 
 
+@functools.cache
+def _onednn_gains() -> bool:
+    """Whether torch runs AVX-512 kernels on this CPU, where oneDNN's fp32 products beat MKL's
+    (see the module docstring); read once."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN for large enough float32 CPU inputs."""
+    """``F.linear(x, weight, bias)``, through oneDNN for large enough float32 CPU inputs on a
+    CPU with AVX-512."""
     if (
         bias is not None
         or torch.compiler.is_compiling()
         or not onednn_enabled(x)  # float32 CPU x, switched on, op present and self-checked
+        or not _onednn_gains()
         or weight.dtype != torch.float32
         or weight.device.type != "cpu"
         or x.layout != torch.strided

@@ -13,6 +13,7 @@ from taskmix.models.config import T5Config
 from taskmix.models.cpu_linear import Linear, linear
 from taskmix.models.dropout import Dropout, relu_dropout
 from taskmix.models.kv_cache import AttentionCache, BlockCache, KVCache, takes_cache
+from taskmix.models.lora import fused_projection
 from taskmix.models.packed import PackedWeight, is_plain_linear, packed_linear
 from taskmix.models.padding import UnpaddedAttention
 from taskmix.models.segments import SegmentedAttention
@@ -175,12 +176,14 @@ class Attention(nn.Module):
         usual case) run as one product with their stacked weights: ``x`` is read once, the GEMM
         is larger, and ``x`` gets one gradient instead of a sum of several (T5-small, CPU: q, k
         and v forward + backward 1.2x faster); while decoding, on the packed copy ``packed``.
-        Anything else (a subclass, a wrapper, a layer with hooks) is called as it is."""
+        LoRA layers among them join in (``lora.fused_projection``). Anything else (a subclass,
+        a wrapper, a layer with hooks) is called as it is."""
         if all(is_plain_linear(layer) for layer in layers):
             weights = [layer.weight for layer in layers]
             out = packed_linear(x, weights, packed)
             return linear(x, torch.cat(weights)) if out is None else out
-        return torch.cat([layer(x) for layer in layers], dim=-1)
+        out = fused_projection(x, layers, packed)
+        return torch.cat([layer(x) for layer in layers], dim=-1) if out is None else out
 
     def forward(
         self,

@@ -13,8 +13,16 @@ The projection is replaced by a ``LoRALinear`` that holds the same ``weight`` pa
 the same name plus ``lora_A`` and ``lora_B``, so base parameter names (and Hugging Face keys)
 do not change and the LoRA parameters are ``<module path>.lora_A.weight`` /
 ``.lora_B.weight``, as PEFT stores them. ``LoRALinear`` is not a plain ``nn.Linear``, so the
-fused and packed fast paths (``packed.is_plain_linear``) call it instead of using its weight:
-decoding runs the low-rank update too.
+fast paths that use a projection's weight directly (``packed.is_plain_linear``) call it instead:
+decoding runs the low-rank update too. The one exception is attention's fused projections
+(self-attention's q, k and v, cross-attention's k and v): ``fused_projection`` computes them as
+one product with the stacked base weights plus one low-rank product with the stacked updates,
+which is what calling each layer computes, to fp32 rounding.
+
+The base product goes through ``cpu_linear.linear``, as plain projections do (oneDNN where it
+beats MKL); a frozen base weight gets no gradient and costs no weight-gradient product. The update is
+added by one ``addmm`` with ``alpha`` = scaling: no separate scaling and sum passes over the
+output in the forward, nor a scaling pass over its gradient in the backward.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from torch import nn
 
 from taskmix.errors import ConfigError
 from taskmix.models.config import dataclass_from_dict
-from taskmix.models.cpu_linear import Linear
+from taskmix.models.cpu_linear import Linear, linear
+from taskmix.models.packed import PackedWeight, is_plain_linear, packed_linear
 
 LORA_NAMES = ("lora_A", "lora_B")
 DEFAULT_TARGETS = ("q", "v")  # as in the LoRA paper and PEFT's T5 default
@@ -98,11 +107,25 @@ class LoRALinear(nn.Module):
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight)
+        out = linear(x, self.weight)
         if self.merged:
             return out
         h = F.dropout(x, self.dropout, self.training) if self.dropout else x
-        return out + self.lora_B(self.lora_A(h)) * self.scaling
+        if not is_plain_linear(self.lora_B):  # a hooked lora_B is called as it is
+            return out + self.lora_B(self.lora_A(h)) * self.scaling
+        return _add_low_rank(out, self.lora_A(h), self.lora_B.weight, self.scaling)
+
+    def fusable(self) -> bool:
+        """Whether ``fused_projection`` may compute this layer from its weights: no hooks on
+        it or its LoRA projections, and no dropout in effect."""
+        return (
+            type(self) is LoRALinear
+            and not self._forward_hooks
+            and not self._forward_pre_hooks
+            and is_plain_linear(self.lora_A)
+            and is_plain_linear(self.lora_B)
+            and not (self.dropout and self.training)
+        )
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -123,6 +146,57 @@ class LoRALinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"rank={self.rank}, scaling={self.scaling}, merged={self.merged}"
         )
+
+
+def _add_low_rank(
+    out: torch.Tensor, h: torch.Tensor, b: torch.Tensor, scaling: float
+) -> torch.Tensor:
+    """``out + scaling * h @ b.T`` as one ``addmm`` on 2-D views."""
+    rows = out.reshape(-1, out.shape[-1])
+    return torch.addmm(rows, h.reshape(-1, h.shape[-1]), b.t(), alpha=scaling).view(out.shape)
+
+
+def fused_projection(
+    x: torch.Tensor, layers: tuple[nn.Module, ...], packed: PackedWeight
+) -> torch.Tensor | None:
+    """The outputs of ``layers`` (plain bias-free projections and ``LoRALinear``s, at least one)
+    on ``x``, side by side, as ``Attention._project`` computes plain ones: one product with the
+    stacked base weights (on ``packed`` while decoding), plus ``h @ B.T`` with ``h = x @ A.T``
+    for the stacked A of every unmerged update and B the block matrix holding each update's
+    ``scaling * lora_B`` in its rows (zeros for the plain layers). x is read twice instead of
+    once per layer, its gradient is one sum instead of several, and there is no concatenation
+    of outputs. None if some layer is neither kind or cannot be fused (``LoRALinear.fusable``):
+    the caller calls the layers."""
+    updates = []  # (first output column, layer) of each unmerged update
+    column = 0
+    for layer in layers:
+        if isinstance(layer, LoRALinear):
+            if not layer.fusable():
+                return None
+            if not layer.merged:
+                updates.append((column, layer))
+            column += layer.out_features
+        elif is_plain_linear(layer):
+            column += layer.weight.shape[0]
+        else:
+            return None
+    weights = [layer.weight for layer in layers]
+    out = packed_linear(x, weights, packed)
+    if out is None:
+        out = linear(x, torch.cat(weights))
+    if not updates:
+        return out
+    a = torch.cat([layer.lora_A.weight for _, layer in updates])
+    rank, blocks, row, done = a.shape[0], [], 0, 0
+    for start, layer in updates:
+        r = layer.rank
+        if start > row:  # plain layers' rows
+            blocks.append(a.new_zeros(start - row, rank))
+        blocks.append(F.pad(layer.lora_B.weight * layer.scaling, (done, rank - done - r)))
+        row, done = start + layer.out_features, done + r
+    if column > row:
+        blocks.append(a.new_zeros(column - row, rank))
+    return _add_low_rank(out, F.linear(x, a), torch.cat(blocks), 1.0)
 
 
 def add_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
