@@ -586,8 +586,8 @@ def report(args, setup: dict, sides: list[Side], start: float, throughput) -> No
         print(f"taskmix bottleneck adapters vs adapters SeqBnConfig: {vs_adapters:.2f}x (>= 3x)")
     print(f"taskmix LoRA vs peft LoRA: {vs_peft:.2f}x (>= 3x)")
     print(f"total {time.perf_counter() - start:.0f} s")
-    adapters_text = "skipped" if vs_adapters is None else f"{vs_adapters:.1f}x"
-    print(f"summary: vs-full {vs_full:.2f}x, vs-adapters {adapters_text}, vs-peft {vs_peft:.1f}x")
+    adapters_text = "skipped" if vs_adapters is None else f"{vs_adapters:.2f}x"
+    print(f"summary: vs-full {vs_full:.2f}x, vs-adapters {adapters_text}, vs-peft {vs_peft:.2f}x")
 
 
 def torch_version() -> str:
