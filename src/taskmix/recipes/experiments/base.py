@@ -185,6 +185,11 @@ class Context:
     def budget(self) -> int:
         return self.settings.budget
 
+    @property
+    def base_config(self) -> dict[str, Any]:
+        """What every run's config starts from: the defaults with the settings' ``base``."""
+        return deep_merge(DEFAULT_BASE, self.settings.base)
+
     def axis(self, key: str) -> list[Any]:
         """A grid axis: the settings' values, else the experiment's defaults."""
         return list(self.settings.grid.get(key, self.experiment.grid[key]))

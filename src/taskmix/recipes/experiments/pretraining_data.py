@@ -29,13 +29,11 @@ from taskmix.default_data.raw_corpus import ensure_cleaned_raw_corpus, ensure_ra
 from taskmix.errors import ConfigError
 from taskmix.files import atomic_write_text
 from taskmix.recipes.experiments.base import (
-    DEFAULT_BASE,
     Context,
     Experiment,
     Outcome,
     RunSpec,
     Summary,
-    deep_merge,
     mean,
 )
 from taskmix.recipes.experiments.objectives import (
@@ -57,7 +55,7 @@ OBJECTIVE = "span_corruption"
 
 def tokens_seen(ctx: Context, raw_length: int) -> int:
     """Corpus tokens one pre-training reads: steps x batch size x raw tokens per example."""
-    batch_size = int(deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["batch_size"])
+    batch_size = int(ctx.base_config["data"]["batch_size"])
     return ctx.steps(arm="pretrain") * batch_size * raw_length
 
 

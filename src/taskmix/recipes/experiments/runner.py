@@ -33,7 +33,6 @@ from taskmix.evaluation import task_evaluator
 from taskmix.files import atomic_write_text
 from taskmix.recipes.experiments import get_experiment
 from taskmix.recipes.experiments.base import (
-    DEFAULT_BASE,
     Context,
     Experiment,
     Outcome,
@@ -83,7 +82,7 @@ def plan_experiment(experiment: Experiment, settings: Settings, out: str | Path)
     plan = Plan(ctx, runs, stages)
     configs = {}
     for run in runs:
-        config = deep_merge(deep_merge(DEFAULT_BASE, settings.base), run.config)
+        config = deep_merge(ctx.base_config, run.config)
         checked = deep_merge(config, {"model": {"init_from": None}})  # may not exist yet
         try:
             parse_config(checked, source=f"{experiment.name}: run {run.name}")

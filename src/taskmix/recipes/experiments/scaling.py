@@ -30,13 +30,11 @@ from typing import Any
 
 from taskmix.default_data import DEFAULT_CAP, PRETRAIN_MIXTURE
 from taskmix.recipes.experiments.base import (
-    DEFAULT_BASE,
     Context,
     Experiment,
     Outcome,
     RunSpec,
     Summary,
-    deep_merge,
     mean,
 )
 from taskmix.recipes.experiments.results import bar_plot
@@ -59,13 +57,13 @@ RUNS = "runs"  # where the runner puts the run folders (``runner.RUNS``; runner 
 def pretrain_target_length(ctx: Context) -> int:
     """The pre-training runs' target length: span corruption of the corpus's 128-token inputs
     needs about 29 target tokens, whatever the fine-tunes' target length."""
-    target = int(deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["target_length"])
+    target = int(ctx.base_config["data"]["target_length"])
     return max(target, SPAN_TARGET_LENGTH)
 
 
 def model_fields(ctx: Context) -> dict[str, Any]:
     """The base model's preset fields (``model`` of the settings' base over the default)."""
-    return deep_merge(DEFAULT_BASE, ctx.settings.base)["model"]
+    return ctx.base_config["model"]
 
 
 def parameter_count(ctx: Context, num_layers: int | None = None) -> int:
@@ -76,7 +74,7 @@ def parameter_count(ctx: Context, num_layers: int | None = None) -> int:
     from taskmix.models import build_model, preset
     from taskmix.training.build import load_vocabulary
 
-    base = deep_merge(DEFAULT_BASE, ctx.settings.base)
+    base = ctx.base_config
     model = base["model"]
     vocabulary = load_vocabulary(base["vocabulary"])
     overrides = dict(model.get("overrides", {}))
@@ -158,7 +156,7 @@ class Scaling(Experiment):
         )
         fraction = float(ctx.axis("finetune_fraction")[0])
         pretrain_mixture = str(ctx.axis("pretrain_mixture")[0])
-        batch = int(deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["batch_size"])
+        batch = int(ctx.base_config["data"]["batch_size"])
         base_steps, ft_steps = ctx.steps(arm="baseline"), ctx.steps(fraction, arm="fine-tune")
         runs = []
 
@@ -211,7 +209,7 @@ class Scaling(Experiment):
         tasks, families = ctx.tasks(), ctx.families()
         fraction = float(ctx.axis("finetune_fraction")[0])
         base_params = parameter_count(ctx, base_layers(ctx))
-        batch = int(deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["batch_size"])
+        batch = int(ctx.base_config["data"]["batch_size"])
         ft_steps = ctx.steps(fraction)
 
         def scores(outcome: Outcome | None) -> dict[str, float | None]:
@@ -339,7 +337,7 @@ def ensemble_scores(
     per task if a member did not finish."""
     import torch
 
-    from taskmix.evaluation.evaluator import evaluate_tasks
+    from taskmix.evaluation import task_evaluator
     from taskmix.training.runs import load_run
 
     if any(outcomes.get(m) is None or outcomes[m].status != "done" for m in members):
@@ -355,18 +353,8 @@ def ensemble_scores(
         model, vocabulary, config = load_run(ctx.out / RUNS / member)
         models.append(model)
     assert config is not None
-    with torch.no_grad():
-        results = evaluate_tasks(
-            models,
-            tasks,
-            vocabulary=vocabulary if config.vocabulary != "default" else None,
-            split=config.eval.split,
-            max_examples=config.eval.max_examples,
-            batch_size=config.eval.batch_size,
-            max_decode_length=config.eval.max_decode_length,
-            input_length=config.data.input_length,
-            rank_classification=config.eval.rank_classification,
-        )
+    with torch.no_grad():  # the members' eval settings: the same as their runs'
+        results = task_evaluator(config, list(tasks))(models, vocabulary, 0)
     by_task = {
         t: (sum(results[t].values()) / len(results[t]) if results.get(t) else None) for t in tasks
     }

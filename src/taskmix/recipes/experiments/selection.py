@@ -41,13 +41,11 @@ from taskmix.default_data import (
 from taskmix.errors import ConfigError
 from taskmix.objectives.span_corruption import random_spans_helper
 from taskmix.recipes.experiments.base import (
-    DEFAULT_BASE,
     Context,
     Experiment,
     Outcome,
     RunSpec,
     Summary,
-    deep_merge,
     mean,
 )
 from taskmix.recipes.experiments.results import bar_plot
@@ -147,7 +145,7 @@ class Selection(Experiment):
         if unknown:
             raise ConfigError(f"grid study: unknown {unknown}; expected some of {list(STUDIES)}")
         steps = ctx.steps(arm="each pre-training")
-        batch = int(deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["batch_size"])
+        batch = int(ctx.base_config["data"]["batch_size"])
         supervised = ctx.tasks()
         held_out = set(ctx.axis("finetune"))
         if held_out & set(supervised):
@@ -275,7 +273,7 @@ class Selection(Experiment):
         held_out = list(ctx.axis("finetune"))
         ft_steps = ctx.steps(float(ctx.axis("finetune_fraction")[0]), arm="each fine-tuning")
         # pre-training targets hold span corruption's (T5's density 0.15, mean span 3)
-        base = deep_merge(DEFAULT_BASE, ctx.settings.base)["data"]["target_length"]
+        base = ctx.base_config["data"]["target_length"]
         targets = max(int(base), random_spans_helper(SPAN_CORRUPTION_INPUT_LENGTH, 0.15, 3.0)[1])
         runs = [
             RunSpec(
